@@ -1,4 +1,4 @@
-//! # bevy_live_npc
+//! # `bevy_live_npc`
 //!
 //! Voiced NPCs for Bevy: each entity with a `LiveNpc` component holds its own real-time voice
 //! conversation through a Gemini Live API session, and an embedded Live API simulator makes
@@ -10,6 +10,8 @@
 #![warn(missing_docs)]
 
 pub mod protocol;
+#[cfg(feature = "sim")]
+pub mod sim;
 
 /// Commonly used items.
 pub mod prelude {

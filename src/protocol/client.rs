@@ -50,7 +50,9 @@ impl SpeechConfig {
     pub fn voice(name: impl Into<String>) -> Self {
         SpeechConfig {
             voice_config: Some(VoiceConfig {
-                prebuilt_voice_config: Some(PrebuiltVoiceConfig { voice_name: Some(name.into()) }),
+                prebuilt_voice_config: Some(PrebuiltVoiceConfig {
+                    voice_name: Some(name.into()),
+                }),
             }),
             language_code: None,
         }
@@ -58,7 +60,12 @@ impl SpeechConfig {
 
     /// The prebuilt voice name, if any.
     pub fn voice_name(&self) -> Option<&str> {
-        self.voice_config.as_ref()?.prebuilt_voice_config.as_ref()?.voice_name.as_deref()
+        self.voice_config
+            .as_ref()?
+            .prebuilt_voice_config
+            .as_ref()?
+            .voice_name
+            .as_deref()
     }
 }
 
@@ -299,7 +306,10 @@ impl Setup<'_> {
 
     /// The system instruction's text.
     pub fn system_text(&self) -> String {
-        self.system_instruction.as_ref().map(Content::joined_text).unwrap_or_default()
+        self.system_instruction
+            .as_ref()
+            .map(Content::joined_text)
+            .unwrap_or_default()
     }
 
     /// All function declarations across the tool entries.
@@ -398,6 +408,8 @@ pub struct ContextUpdate<'a> {
 }
 
 /// A client → server message. Parses both casings of every name.
+// `setup` is sent once per connection; boxing it would cost every caller for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum ClientMessage<'a> {
     /// `setup`.
@@ -426,12 +438,18 @@ impl<'a> ClientMessage<'a> {
 
     /// A `realtimeInput.audio` message with 16-bit PCM at `rate` Hz.
     pub fn audio(samples: &[i16], rate: u32) -> ClientMessage<'static> {
-        ClientMessage::RealtimeInput(RealtimeInput { audio: Some(Blob::pcm16(samples, rate)), ..Default::default() })
+        ClientMessage::RealtimeInput(RealtimeInput {
+            audio: Some(Blob::pcm16(samples, rate)),
+            ..Default::default()
+        })
     }
 
     /// A `realtimeInput.text` message.
     pub fn realtime_text(text: impl Into<String>) -> ClientMessage<'static> {
-        ClientMessage::RealtimeInput(RealtimeInput { text: Some(text.into()), ..Default::default() })
+        ClientMessage::RealtimeInput(RealtimeInput {
+            text: Some(text.into()),
+            ..Default::default()
+        })
     }
 
     /// A complete user turn of text (`clientContent` with `turnComplete: true`).
@@ -444,17 +462,26 @@ impl<'a> ClientMessage<'a> {
 
     /// `realtimeInput.activityStart`.
     pub fn activity_start() -> ClientMessage<'static> {
-        ClientMessage::RealtimeInput(RealtimeInput { activity_start: Some(ActivityMarker {}), ..Default::default() })
+        ClientMessage::RealtimeInput(RealtimeInput {
+            activity_start: Some(ActivityMarker {}),
+            ..Default::default()
+        })
     }
 
     /// `realtimeInput.activityEnd`.
     pub fn activity_end() -> ClientMessage<'static> {
-        ClientMessage::RealtimeInput(RealtimeInput { activity_end: Some(ActivityMarker {}), ..Default::default() })
+        ClientMessage::RealtimeInput(RealtimeInput {
+            activity_end: Some(ActivityMarker {}),
+            ..Default::default()
+        })
     }
 
     /// `realtimeInput.audioStreamEnd`.
     pub fn audio_stream_end() -> ClientMessage<'static> {
-        ClientMessage::RealtimeInput(RealtimeInput { audio_stream_end: Some(true), ..Default::default() })
+        ClientMessage::RealtimeInput(RealtimeInput {
+            audio_stream_end: Some(true),
+            ..Default::default()
+        })
     }
 
     /// Serializes to canonical JSON (camelCase, standard base64).
@@ -491,7 +518,11 @@ impl<'a> ClientMessage<'a> {
                 media_chunks: r.media_chunks.map(|c| c.into_iter().map(Blob::into_owned).collect()),
             }),
             ClientMessage::ToolResponse(t) => ClientMessage::ToolResponse(ToolResponse {
-                function_responses: t.function_responses.into_iter().map(FunctionResponse::into_owned).collect(),
+                function_responses: t
+                    .function_responses
+                    .into_iter()
+                    .map(FunctionResponse::into_owned)
+                    .collect(),
             }),
             ClientMessage::ContextUpdate(c) => ClientMessage::ContextUpdate(ContextUpdate {
                 system_instruction: c.system_instruction.map(Content::into_owned),
@@ -551,4 +582,3 @@ impl<'de: 'a, 'a> Deserialize<'de> for ClientMessage<'a> {
         d.deserialize_map(V(std::marker::PhantomData))
     }
 }
-

@@ -209,7 +209,9 @@ impl MimeType {
             .split_once('/')
             .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty() && !b.contains('/'));
         if !valid {
-            return Err(DecodeError::MimeType { text: text.chars().take(64).collect() });
+            return Err(DecodeError::MimeType {
+                text: text.chars().take(64).collect(),
+            });
         }
         let mut rate = None;
         for param in parts {
@@ -221,7 +223,9 @@ impl MimeType {
                 match parsed {
                     Some(r) => rate = Some(r),
                     None => {
-                        return Err(DecodeError::MimeType { text: text.chars().take(64).collect() });
+                        return Err(DecodeError::MimeType {
+                            text: text.chars().take(64).collect(),
+                        });
                     }
                 }
             }
@@ -298,9 +302,12 @@ pub(crate) mod opt_duration {
                 f.write_str("a duration such as \"1.5s\"")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                parse_duration(v)
-                    .map(Some)
-                    .ok_or_else(|| E::custom(format_args!("invalid duration {:?}", super::super::strict::truncate_value(v))))
+                parse_duration(v).map(Some).ok_or_else(|| {
+                    E::custom(format_args!(
+                        "invalid duration {:?}",
+                        super::super::strict::truncate_value(v)
+                    ))
+                })
             }
             fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
                 Ok(None)
@@ -348,7 +355,10 @@ pub(crate) mod opt_int64 {
                 }
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                v.trim().parse::<i64>().map(Some).map_err(|_| E::custom("invalid int64 string"))
+                v.trim()
+                    .parse::<i64>()
+                    .map(Some)
+                    .map_err(|_| E::custom("invalid int64 string"))
             }
             fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
                 Ok(None)

@@ -4,9 +4,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use serde_with::skip_serializing_none;
 
+use super::DecodeError;
 use super::codec::{Base64Data, MimeType};
 use super::enums::{Behavior, CodeLanguage, CodeOutcome, Role, Scheduling};
-use super::DecodeError;
 
 /// Inline bytes with their media type (`inlineData`, `realtimeInput.audio`, ...).
 #[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
@@ -23,12 +23,18 @@ pub struct Blob<'a> {
 impl<'a> Blob<'a> {
     /// 16-bit little-endian mono PCM at `rate` Hz.
     pub fn pcm16(samples: &[i16], rate: u32) -> Blob<'static> {
-        Blob { mime_type: MimeType::pcm(rate), data: Base64Data::encode_pcm16(samples) }
+        Blob {
+            mime_type: MimeType::pcm(rate),
+            data: Base64Data::encode_pcm16(samples),
+        }
     }
 
     /// Any bytes with a media type.
     pub fn new(mime_type: impl Into<String>, bytes: &[u8]) -> Blob<'static> {
-        Blob { mime_type: mime_type.into(), data: Base64Data::encode(bytes) }
+        Blob {
+            mime_type: mime_type.into(),
+            data: Base64Data::encode(bytes),
+        }
     }
 
     /// The parsed media type.
@@ -38,7 +44,10 @@ impl<'a> Blob<'a> {
 
     /// Copies borrowed data so the blob outlives its frame.
     pub fn into_owned(self) -> Blob<'static> {
-        Blob { mime_type: self.mime_type, data: self.data.into_owned() }
+        Blob {
+            mime_type: self.mime_type,
+            data: self.data.into_owned(),
+        }
     }
 }
 
@@ -111,12 +120,18 @@ pub struct Part<'a> {
 impl<'a> Part<'a> {
     /// A text part.
     pub fn text(text: impl Into<String>) -> Part<'static> {
-        Part { text: Some(text.into()), ..Default::default() }
+        Part {
+            text: Some(text.into()),
+            ..Default::default()
+        }
     }
 
     /// An inline-data part.
     pub fn inline(blob: Blob<'a>) -> Part<'a> {
-        Part { inline_data: Some(blob), ..Default::default() }
+        Part {
+            inline_data: Some(blob),
+            ..Default::default()
+        }
     }
 
     /// Whether this is a thought summary.
@@ -154,12 +169,18 @@ pub struct Content<'a> {
 impl<'a> Content<'a> {
     /// A user turn with one text part.
     pub fn user_text(text: impl Into<String>) -> Content<'static> {
-        Content { role: Some(Role::User), parts: vec![Part::text(text)] }
+        Content {
+            role: Some(Role::User),
+            parts: vec![Part::text(text)],
+        }
     }
 
     /// A model turn with one text part.
     pub fn model_text(text: impl Into<String>) -> Content<'static> {
-        Content { role: Some(Role::Model), parts: vec![Part::text(text)] }
+        Content {
+            role: Some(Role::Model),
+            parts: vec![Part::text(text)],
+        }
     }
 
     /// The concatenated text of all non-thought text parts.
@@ -173,7 +194,10 @@ impl<'a> Content<'a> {
 
     /// Copies borrowed data so the content outlives its frame.
     pub fn into_owned(self) -> Content<'static> {
-        Content { role: self.role, parts: self.parts.into_iter().map(Part::into_owned).collect() }
+        Content {
+            role: self.role,
+            parts: self.parts.into_iter().map(Part::into_owned).collect(),
+        }
     }
 }
 
@@ -186,7 +210,7 @@ pub struct FunctionDeclaration {
     pub name: String,
     /// What it does, for the model.
     pub description: Option<String>,
-    /// BLOCKING or NON_BLOCKING.
+    /// BLOCKING or `NON_BLOCKING`.
     pub behavior: Option<Behavior>,
     /// Parameters as an OpenAPI-subset schema (`type: OBJECT`, ...).
     pub parameters: Option<Value>,
@@ -236,7 +260,10 @@ pub struct Tool {
 impl Tool {
     /// A tool entry holding function declarations.
     pub fn functions(decls: Vec<FunctionDeclaration>) -> Tool {
-        Tool { function_declarations: Some(decls), ..Default::default() }
+        Tool {
+            function_declarations: Some(decls),
+            ..Default::default()
+        }
     }
 }
 
@@ -276,7 +303,7 @@ pub struct FunctionResponse<'a> {
     pub name: String,
     /// The result object; by convention `{"output": ...}` or `{"error": "..."}`.
     pub response: Option<Map<String, Value>>,
-    /// When a NON_BLOCKING result is spoken about (a sibling of `response`).
+    /// When a `NON_BLOCKING` result is spoken about (a sibling of `response`).
     pub scheduling: Option<Scheduling>,
     /// More responses for the same call will follow.
     #[serde(alias = "will_continue")]
@@ -291,19 +318,29 @@ impl FunctionResponse<'static> {
     pub fn output(id: Option<String>, name: impl Into<String>, value: Value) -> Self {
         let mut response = Map::new();
         response.insert("output".into(), value);
-        FunctionResponse { id, name: name.into(), response: Some(response), ..Default::default() }
+        FunctionResponse {
+            id,
+            name: name.into(),
+            response: Some(response),
+            ..Default::default()
+        }
     }
 
     /// A failed call: `{"error": message}`.
     pub fn error(id: Option<String>, name: impl Into<String>, message: impl Into<String>) -> Self {
         let mut response = Map::new();
         response.insert("error".into(), Value::String(message.into()));
-        FunctionResponse { id, name: name.into(), response: Some(response), ..Default::default() }
+        FunctionResponse {
+            id,
+            name: name.into(),
+            response: Some(response),
+            ..Default::default()
+        }
     }
 }
 
 impl<'a> FunctionResponse<'a> {
-    /// Sets the scheduling of a NON_BLOCKING result.
+    /// Sets the scheduling of a `NON_BLOCKING` result.
     pub fn with_scheduling(mut self, scheduling: Scheduling) -> Self {
         self.scheduling = Some(scheduling);
         self

@@ -212,7 +212,7 @@ proto_enum! {
 }
 
 proto_enum! {
-    /// When the model speaks about a NON_BLOCKING function's result.
+    /// When the model speaks about a `NON_BLOCKING` function's result.
     Scheduling {
         /// Unset (= when idle).
         Unspecified = "SCHEDULING_UNSPECIFIED",

@@ -14,7 +14,7 @@ pub enum DecodeError {
     Json {
         /// `syntax`, `data` (wrong shape or type), `eof` (truncated) or `io`.
         category: &'static str,
-        /// serde_json's description.
+        /// `serde_json`'s description.
         message: String,
         /// 1-based line.
         line: usize,
@@ -66,7 +66,7 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
-    /// Wraps a serde_json error.
+    /// Wraps a `serde_json` error.
     pub fn from_json(e: serde_json::Error, _len: usize) -> Self {
         use serde_json::error::Category;
         let category = match e.classify() {
@@ -80,7 +80,12 @@ impl DecodeError {
         if let Some(i) = message.rfind(" at line ") {
             message.truncate(i);
         }
-        DecodeError::Json { category, message, line: e.line(), column: e.column() }
+        DecodeError::Json {
+            category,
+            message,
+            line: e.line(),
+            column: e.column(),
+        }
     }
 
     /// The close reason the real server would give for this error (≤ 123 bytes).
@@ -103,13 +108,13 @@ pub enum CloseCode {
     GoingAway,
     /// 1006: no close frame (network or proxy).
     Abnormal,
-    /// 1007: INVALID_ARGUMENT (bad key, unknown field, bad value).
+    /// 1007: `INVALID_ARGUMENT` (bad key, unknown field, bad value).
     InvalidArgument,
-    /// 1008: NOT_FOUND / PERMISSION_DENIED / UNIMPLEMENTED / unauthenticated.
+    /// 1008: `NOT_FOUND` / `PERMISSION_DENIED` / UNIMPLEMENTED / unauthenticated.
     PolicyViolation,
     /// 1009: message too big.
     TooBig,
-    /// 1011: INTERNAL / UNAVAILABLE / DEADLINE_EXCEEDED / RESOURCE_EXHAUSTED.
+    /// 1011: INTERNAL / UNAVAILABLE / `DEADLINE_EXCEEDED` / `RESOURCE_EXHAUSTED`.
     Internal,
     /// Any other code.
     Other(u16),
@@ -248,12 +253,20 @@ impl LiveError {
 
     /// A connection that dropped without a close frame (1006), e.g. a read error.
     pub fn dropped(description: impl Into<String>) -> LiveError {
-        LiveError { code: CloseCode::Abnormal, reason: scrub_secrets(&description.into()), retry: Retry::Resume }
+        LiveError {
+            code: CloseCode::Abnormal,
+            reason: scrub_secrets(&description.into()),
+            retry: Retry::Resume,
+        }
     }
 
     /// A local error retrying cannot fix (configuration, an option the model rejects).
     pub fn fatal(code: CloseCode, description: impl Into<String>) -> LiveError {
-        LiveError { code, reason: scrub_secrets(&description.into()), retry: Retry::Never }
+        LiveError {
+            code,
+            reason: scrub_secrets(&description.into()),
+            retry: Retry::Never,
+        }
     }
 
     /// Whether reconnecting (resume or fresh) can help.
@@ -283,7 +296,7 @@ pub fn scrub_secrets(text: &str) -> String {
         out.push_str("REDACTED");
         let after = &rest[i + marker.len()..];
         let end = after
-            .find(|c: char| c == '&' || c == ' ' || c == '"' || c == '\'' || c == ',' || c == ')')
+            .find(['&', ' ', '"', '\'', ',', ')'])
             .unwrap_or(after.len());
         rest = &after[end..];
     }
@@ -296,12 +309,24 @@ mod tests {
 
     #[test]
     fn classification() {
-        assert_eq!(LiveError::from_close(1007, reasons::API_KEY_INVALID).retry, Retry::Never);
-        assert_eq!(LiveError::from_close(1008, reasons::SESSION_NOT_FOUND).retry, Retry::Fresh);
-        assert_eq!(LiveError::from_close(1008, reasons::NOT_IMPLEMENTED).retry, Retry::Never);
+        assert_eq!(
+            LiveError::from_close(1007, reasons::API_KEY_INVALID).retry,
+            Retry::Never
+        );
+        assert_eq!(
+            LiveError::from_close(1008, reasons::SESSION_NOT_FOUND).retry,
+            Retry::Fresh
+        );
+        assert_eq!(
+            LiveError::from_close(1008, reasons::NOT_IMPLEMENTED).retry,
+            Retry::Never
+        );
         assert_eq!(LiveError::from_close(1011, reasons::QUOTA).retry, Retry::Never);
         assert_eq!(LiveError::from_close(1011, reasons::EXHAUSTED).retry, Retry::Never);
-        assert_eq!(LiveError::from_close(1011, reasons::DEADLINE_EXPIRED).retry, Retry::Resume);
+        assert_eq!(
+            LiveError::from_close(1011, reasons::DEADLINE_EXPIRED).retry,
+            Retry::Resume
+        );
         assert_eq!(LiveError::from_close(1006, "").retry, Retry::Resume);
     }
 

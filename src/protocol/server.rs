@@ -9,10 +9,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use serde_with::skip_serializing_none;
 
+use super::DecodeError;
 use super::codec::{opt_duration, opt_int64};
 use super::content::{Content, FunctionCall};
 use super::enums::*;
-use super::DecodeError;
 
 /// `setupComplete`.
 #[skip_serializing_none]
@@ -99,10 +99,10 @@ impl<'a> ServerContent<'a> {
             return Ok(0);
         };
         for part in &turn.parts {
-            if let Some(blob) = &part.inline_data {
-                if blob.mime_type.starts_with("audio/pcm") || blob.mime()?.is_pcm() {
-                    added += blob.data.append_pcm16(out)?;
-                }
+            if let Some(blob) = &part.inline_data
+                && (blob.mime_type.starts_with("audio/pcm") || blob.mime()?.is_pcm())
+            {
+                added += blob.data.append_pcm16(out)?;
             }
         }
         Ok(added)
@@ -200,7 +200,11 @@ pub struct UsageMetadata {
     #[serde(alias = "cached_content_token_count")]
     pub cached_content_token_count: Option<i32>,
     /// Response tokens.
-    #[serde(alias = "response_token_count", alias = "candidatesTokenCount", alias = "candidates_token_count")]
+    #[serde(
+        alias = "response_token_count",
+        alias = "candidatesTokenCount",
+        alias = "candidates_token_count"
+    )]
     pub response_token_count: Option<i32>,
     /// Tool-use prompt tokens.
     #[serde(alias = "tool_use_prompt_token_count")]
@@ -218,7 +222,11 @@ pub struct UsageMetadata {
     #[serde(alias = "cache_tokens_details")]
     pub cache_tokens_details: Option<Vec<ModalityTokenCount>>,
     /// Response tokens per modality.
-    #[serde(alias = "response_tokens_details", alias = "candidatesTokensDetails", alias = "candidates_tokens_details")]
+    #[serde(
+        alias = "response_tokens_details",
+        alias = "candidatesTokensDetails",
+        alias = "candidates_tokens_details"
+    )]
     pub response_tokens_details: Option<Vec<ModalityTokenCount>>,
     /// Tool-use tokens per modality.
     #[serde(alias = "tool_use_prompt_tokens_details")]
@@ -252,6 +260,9 @@ pub struct VoiceActivityDetectionSignal {
 }
 
 /// The payload of a server message.
+// `serverContent` is both the largest and by far the most frequent payload: boxing it would
+// add an allocation per audio chunk.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum ServerPayload<'a> {
     /// `setupComplete`.
@@ -287,7 +298,10 @@ pub struct ServerMessage<'a> {
 
 impl<'a> From<ServerPayload<'a>> for ServerMessage<'a> {
     fn from(payload: ServerPayload<'a>) -> Self {
-        ServerMessage { payload, usage_metadata: None }
+        ServerMessage {
+            payload,
+            usage_metadata: None,
+        }
     }
 }
 
@@ -346,7 +360,10 @@ impl<'a> ServerMessage<'a> {
             ServerPayload::UsageOnly => ServerPayload::UsageOnly,
             ServerPayload::Unknown(n) => ServerPayload::Unknown(n),
         };
-        ServerMessage { payload, usage_metadata: self.usage_metadata }
+        ServerMessage {
+            payload,
+            usage_metadata: self.usage_metadata,
+        }
     }
 }
 
@@ -361,9 +378,7 @@ impl Serialize for ServerMessage<'_> {
             ServerPayload::GoAway(v) => map.serialize_entry("goAway", v)?,
             ServerPayload::SessionResumptionUpdate(v) => map.serialize_entry("sessionResumptionUpdate", v)?,
             ServerPayload::VoiceActivity(v) => map.serialize_entry("voiceActivity", v)?,
-            ServerPayload::VoiceActivityDetectionSignal(v) => {
-                map.serialize_entry("voiceActivityDetectionSignal", v)?
-            }
+            ServerPayload::VoiceActivityDetectionSignal(v) => map.serialize_entry("voiceActivityDetectionSignal", v)?,
             ServerPayload::UsageOnly => {}
             ServerPayload::Unknown(name) => map.serialize_entry(name, &Value::Object(Default::default()))?,
         }
@@ -462,7 +477,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for ServerMessage<'a> {
                     (None, None) if usage.is_some() => ServerPayload::UsageOnly,
                     (None, None) => return Err(de::Error::custom("message has no payload")),
                 };
-                Ok(ServerMessage { payload, usage_metadata: usage })
+                Ok(ServerMessage {
+                    payload,
+                    usage_metadata: usage,
+                })
             }
         }
         d.deserialize_map(V(std::marker::PhantomData))

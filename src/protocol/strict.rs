@@ -116,6 +116,10 @@ pub fn from_slice_strict<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T
         let ignored = serde_ignored::Deserializer::new(&mut de, &mut on_ignored);
         serde_path_to_error::deserialize::<_, T>(ignored)
     };
+    // An unknown name is what the server reports first, even if the message is also incomplete.
+    if let Some(segs) = first_unknown {
+        return Err(unknown_field(&segs));
+    }
     let value = match result {
         Ok(v) => v,
         Err(err) => {
@@ -137,20 +141,23 @@ pub fn from_slice_strict<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T
         }
     };
     de.end().map_err(|e| DecodeError::from_json(e, bytes.len()))?;
-    if let Some(segs) = first_unknown {
-        let (name, parent) = match segs.split_last() {
-            Some((name, parent)) => (name.clone(), proto_path(parent.iter().map(String::as_str))),
-            None => (String::new(), String::new()),
-        };
-        let name = truncate_value(&name).to_owned();
-        let message = if parent.is_empty() {
-            format!("Invalid JSON payload received. Unknown name \"{name}\": Cannot find field.")
-        } else {
-            format!(
-                "Invalid JSON payload received. Unknown name \"{name}\" at '{parent}': Cannot find field."
-            )
-        };
-        return Err(DecodeError::UnknownField { name, path: parent, message });
-    }
     Ok(value)
+}
+
+fn unknown_field(segs: &[String]) -> DecodeError {
+    let (name, parent) = match segs.split_last() {
+        Some((name, parent)) => (name.clone(), proto_path(parent.iter().map(String::as_str))),
+        None => (String::new(), String::new()),
+    };
+    let name = truncate_value(&name).to_owned();
+    let message = if parent.is_empty() {
+        format!("Invalid JSON payload received. Unknown name \"{name}\": Cannot find field.")
+    } else {
+        format!("Invalid JSON payload received. Unknown name \"{name}\" at '{parent}': Cannot find field.")
+    };
+    DecodeError::UnknownField {
+        name,
+        path: parent,
+        message,
+    }
 }
