@@ -1,19 +1,81 @@
 //! # `bevy_live_npc`
 //!
-//! Voiced NPCs for Bevy: each entity with a `LiveNpc` component holds its own real-time voice
-//! conversation through a Gemini Live API session, and an embedded Live API simulator makes
-//! everything work offline.
+//! NPCs you can talk to out loud, for Bevy. An entity with a [`LiveNpc`](npc::LiveNpc)
+//! component gets its own Gemini Live API session while the player talks to it: the player's
+//! microphone (or typed text) goes to the model, the model's voice and subtitles come back, and
+//! the model reads and changes the game through tools that are ordinary Bevy systems.
 //!
-//! This release contains the complete wire protocol ([`protocol`]); the session client, the
-//! plugin, spatial voices and the microphone build on it.
+//! With no `GEMINI_API_KEY` set, sessions go to an embedded Live API simulator — a real
+//! WebSocket server speaking the same protocol — so everything works offline.
+//!
+//! ```
+//! use bevy::prelude::*;
+//! use bevy_live_npc::prelude::*;
+//! use bevy_live_npc::testing::{TestApp, sim_plugin};
+//!
+//! #[derive(Component, Default)]
+//! struct Gate { open: bool }
+//!
+//! fn open_gate(In(_): In<ToolInput>, mut gates: Query<&mut Gate>) -> ToolResult {
+//!     gates.iter_mut().for_each(|mut g| g.open = true);
+//!     Ok("the gate is open".into())
+//! }
+//!
+//! let mut app = App::new();
+//! app.add_plugins((MinimalPlugins, sim_plugin(None)))
+//!     .add_npc_tool(NpcTool::new("open_gate", "Opens the village gate.").run(open_gate));
+//! let gate = app.world_mut().spawn(Gate::default()).id();
+//! let mira = app.world_mut().spawn(
+//!     LiveNpc::new("Mira").persona("You are Mira, the gatekeeper.").tools(["open_gate"]),
+//! ).id();
+//! app.finish();
+//! app.cleanup();
+//!
+//! app.world_mut().write_message(SayToNpc { npc: mira, text: "Please open the gate.".into() });
+//! let reply = app.update_until::<NpcTranscript>(|t| t.speaker == Speaker::Npc && t.is_final);
+//! assert!(reply.is_some());
+//! assert!(app.world().get::<Gate>(gate).unwrap().open);
+//! ```
+//!
+//! ## Layout
+//! - [`plugin`]: [`LiveNpcPlugin`](plugin::LiveNpcPlugin), settings, system sets, run conditions.
+//! - [`npc`]: components ([`LiveNpc`](npc::LiveNpc), [`NpcListener`](npc::NpcListener),
+//!   [`NpcState`](npc::NpcState), [`NpcStats`](npc::NpcStats)).
+//! - [`conversation`]: focus, session lifecycle, the commands extension.
+//! - [`messages`]: messages in and out (also triggered as entity events).
+//! - [`tools`]: tools as systems.
+//! - [`assets`]: NPC definitions from JSON asset files, hot-reloaded.
+//! - [`session`]: the Live session client (no Bevy).
+//! - [`protocol`]: the wire protocol.
+//! - `sim` (feature `sim`): the embedded simulator; [`testing`]: helpers for your own tests.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod assets;
+pub mod conversation;
+pub mod messages;
+pub mod npc;
+pub mod plugin;
 pub mod protocol;
+pub mod session;
 #[cfg(feature = "sim")]
 pub mod sim;
+#[cfg(feature = "sim")]
+pub mod testing;
+pub mod tools;
 
 /// Commonly used items.
 pub mod prelude {
-    pub use crate::protocol::{ClientMessage, LiveError, ServerMessage, ServerPayload};
+    pub use crate::assets::{NpcDefinition, NpcDefinitionHandle};
+    pub use crate::conversation::{MicRoute, NpcCommandsExt, NpcConversation, NpcFocus};
+    pub use crate::messages::*;
+    pub use crate::npc::{LiveNpc, NpcListener, NpcState, NpcStats, VadSettings};
+    pub use crate::plugin::{
+        LiveBackend, LiveNpcPlugin, LiveNpcSettings, LiveNpcSystems, npc_focused, npc_listening, npc_speaking,
+    };
+    #[cfg(feature = "sim")]
+    pub use crate::plugin::SimulatorSettings;
+    pub use crate::protocol::LiveError;
+    pub use crate::session::{Auth, Secret};
+    pub use crate::tools::{AppNpcToolExt, NoArgs, NpcTool, ToolInput, ToolReply, ToolResult, ToolScheduling};
 }

@@ -1,0 +1,286 @@
+//! Scenarios: what the simulated model answers to what, which tools it calls, and which faults
+//! the server injects. Loaded from JSON (`live-sim --script FILE`) or built in code.
+//!
+//! ```
+//! use bevy_live_npc::sim::Scenario;
+//! # fn main() -> Result<(), bevy_live_npc::sim::ScriptError> {
+//! let s = Scenario::from_json_str(r#"{
+//!   "rules": [
+//!     {"when": "open the gate", "reply": "Opening it now.",
+//!      "tool_calls": [{"name": "open_gate", "args": {"gate": "north"}}]},
+//!     {"audio_turn": 1, "audio_transcript": "Hello there! Who are you?"}
+//!   ],
+//!   "faults": [
+//!     {"turn": 2, "after_chunks": 3, "action": "drop"},
+//!     {"after_messages": 10, "action": {"close": {"code": 1011, "reason": "Internal error occurred."}}}
+//!   ]
+//! }"#)?;
+//! assert_eq!(s.rules.len(), 2);
+//! # Ok(()) }
+//! ```
+//!
+//! The full format is documented in `docs/SIMULATOR.md`.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use thiserror::Error;
+
+/// A scenario: reply rules and faults. Unknown fields are rejected.
+#[derive(Clone, Debug, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Reply rules, tried in order; the first that matches a user turn decides it.
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+    /// Faults to inject.
+    #[serde(default)]
+    pub faults: Vec<Fault>,
+}
+
+/// What to answer to a user turn.
+#[derive(Clone, Debug, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// Matches a turn whose text contains this (case-insensitive substring; no regex).
+    pub when: Option<String>,
+    /// Matches the N-th audio turn of a connection (1-based).
+    pub audio_turn: Option<u32>,
+    /// For an audio turn: what the user "said" (it becomes the turn's text and its
+    /// `inputTranscription`, and is then matched against the other rules and the brain).
+    pub audio_transcript: Option<String>,
+    /// The exact reply. Without it the built-in brain answers.
+    pub reply: Option<String>,
+    /// Calls to make instead of the built-in tool matching (the function need not be declared;
+    /// an undeclared function is BLOCKING).
+    #[serde(default)]
+    pub tool_calls: Vec<ScriptedCall>,
+}
+
+/// A function call a rule makes.
+#[derive(Clone, Debug, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptedCall {
+    /// The function's name.
+    pub name: String,
+    /// Its arguments (a JSON object).
+    #[serde(default)]
+    pub args: Map<String, Value>,
+}
+
+/// A fault: when it fires and what it does. Exactly one trigger (`after_messages` or `turn`).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    /// Fires right after the server has sent this many messages on the connection
+    /// (`setupComplete` is message 1).
+    pub after_messages: Option<u64>,
+    /// Fires in the N-th model turn of the connection (1-based)...
+    pub turn: Option<u32>,
+    /// ...after this many of its audio (or text) chunks have been sent (0 = at its start).
+    #[serde(default)]
+    pub after_chunks: u32,
+    /// Only on the N-th connection the simulator accepts (1-based); every connection if absent.
+    pub connection: Option<u64>,
+    /// What happens.
+    pub action: FaultAction,
+}
+
+/// What a fault does.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum FaultAction {
+    /// Close the TCP connection without a WebSocket close frame (the client sees 1006).
+    Drop,
+    /// Close the WebSocket with this code and reason (the reason is cut to 123 bytes).
+    Close {
+        /// The close code (e.g. 1011).
+        code: u16,
+        /// The reason text.
+        #[serde(default)]
+        reason: String,
+    },
+    /// Send `goAway` now and end the connection (1011, deadline expired) after `time_left_ms`
+    /// (default: the simulator's go-away notice).
+    GoAway {
+        /// Time left in milliseconds.
+        time_left_ms: Option<u64>,
+    },
+    /// Send a binary frame that is not valid JSON; the session goes on.
+    MalformedFrame,
+}
+
+/// A scenario that could not be loaded.
+#[derive(Debug, Error)]
+pub enum ScriptError {
+    /// Not valid JSON or not the scenario format (names the field).
+    #[error("invalid scenario: {0}")]
+    Format(String),
+    /// Valid JSON, but a rule or fault makes no sense.
+    #[error("invalid scenario: {0}")]
+    Invalid(String),
+    /// The file could not be read.
+    #[error("cannot read scenario {path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+impl Scenario {
+    /// Parses and checks a scenario.
+    pub fn from_json_str(text: &str) -> Result<Scenario, ScriptError> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let scenario: Scenario = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            ScriptError::Format(if path == "." {
+                inner.to_string()
+            } else {
+                format!("at {path}: {inner}")
+            })
+        })?;
+        de.end().map_err(|e| ScriptError::Format(e.to_string()))?;
+        scenario.validate()?;
+        Ok(scenario)
+    }
+
+    /// Reads and parses a scenario file.
+    pub fn from_file(path: impl AsRef<std::path::Path>) -> Result<Scenario, ScriptError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ScriptError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Scenario::from_json_str(&text)
+    }
+
+    /// Checks that every rule and fault is meaningful.
+    pub fn validate(&self) -> Result<(), ScriptError> {
+        for (i, rule) in self.rules.iter().enumerate() {
+            let bad = |msg: &str| Err(ScriptError::Invalid(format!("rules[{i}]: {msg}")));
+            match (&rule.when, rule.audio_turn) {
+                (None, None) => return bad("needs `when` or `audio_turn`"),
+                (Some(_), Some(_)) => return bad("has both `when` and `audio_turn`"),
+                (Some(w), None) if w.trim().is_empty() => return bad("`when` is empty"),
+                (Some(_), None) if rule.audio_transcript.is_some() => {
+                    return bad("`audio_transcript` needs `audio_turn`");
+                }
+                (None, Some(0)) => return bad("`audio_turn` counts from 1"),
+                _ => {}
+            }
+            if let Some(c) = rule.tool_calls.iter().find(|c| c.name.is_empty()) {
+                return bad(&format!("tool call {:?} has an empty name", c.name));
+            }
+        }
+        for (i, fault) in self.faults.iter().enumerate() {
+            let bad = |msg: &str| Err(ScriptError::Invalid(format!("faults[{i}]: {msg}")));
+            match (fault.after_messages, fault.turn) {
+                (None, None) => return bad("needs `after_messages` or `turn`"),
+                (Some(_), Some(_)) => return bad("has both `after_messages` and `turn`"),
+                (Some(_), None) if fault.after_chunks != 0 => return bad("`after_chunks` needs `turn`"),
+                (None, Some(0)) => return bad("`turn` counts from 1"),
+                _ => {}
+            }
+            if let FaultAction::GoAway { time_left_ms: Some(ms) } = fault.action
+                && ms > 86_400_000
+            {
+                return bad("`time_left_ms` must be at most one day");
+            }
+            if fault.connection == Some(0) {
+                return bad("`connection` counts from 1");
+            }
+            if let FaultAction::Close { code, .. } = fault.action
+                && (!(1000..=4999).contains(&code) || matches!(code, 1004..=1006 | 1015))
+            {
+                return bad(&format!("close code {code} cannot be sent in a close frame"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The rule for the `index`-th audio turn (1-based), if any.
+    pub fn audio_rule(&self, index: u32) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.audio_turn == Some(index))
+    }
+
+    /// The first `when` rule whose text occurs in `text` (case-insensitive).
+    pub fn text_rule(&self, text: &str) -> Option<&Rule> {
+        let lower = text.to_lowercase();
+        self.rules
+            .iter()
+            .find(|r| r.when.as_ref().is_some_and(|w| lower.contains(&w.to_lowercase())))
+    }
+
+    /// The faults that apply to the `connection`-th connection (1-based).
+    pub fn faults_for(&self, connection: u64) -> Vec<Fault> {
+        self.faults
+            .iter()
+            .filter(|f| f.connection.is_none_or(|c| c == connection))
+            .cloned()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_unknown_fields_with_a_path() {
+        let e = Scenario::from_json_str(r#"{"rules": [{"when": "hi", "replie": "x"}]}"#).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("rules[0]") && text.contains("replie"), "{text}");
+        let e = Scenario::from_json_str(r#"{"faults": [{"turn": 1, "action": "explode"}]}"#).unwrap_err();
+        assert!(e.to_string().contains("explode"), "{e}");
+    }
+
+    #[test]
+    fn validates() {
+        for bad in [
+            r#"{"rules": [{"reply": "x"}]}"#,
+            r#"{"rules": [{"when": "a", "audio_turn": 1}]}"#,
+            r#"{"faults": [{"action": "drop"}]}"#,
+            r#"{"faults": [{"after_messages": 1, "after_chunks": 2, "action": "drop"}]}"#,
+            r#"{"faults": [{"turn": 1, "action": {"close": {"code": 1006}}}]}"#,
+        ] {
+            assert!(
+                matches!(Scenario::from_json_str(bad), Err(ScriptError::Invalid(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn actions_parse() -> Result<(), ScriptError> {
+        let s = Scenario::from_json_str(
+            r#"{"faults": [
+                {"after_messages": 1, "action": "malformed_frame"},
+                {"turn": 1, "action": {"go_away": {"time_left_ms": 500}}},
+                {"turn": 2, "connection": 1, "action": {"go_away": {}}}
+            ]}"#,
+        )?;
+        assert_eq!(s.faults[0].action, FaultAction::MalformedFrame);
+        assert_eq!(
+            s.faults[1].action,
+            FaultAction::GoAway {
+                time_left_ms: Some(500)
+            }
+        );
+        assert_eq!(s.faults_for(2).len(), 2);
+        assert_eq!(s.faults_for(1).len(), 3);
+        Ok(())
+    }
+
+    #[test]
+    fn rule_lookup() -> Result<(), ScriptError> {
+        let s = Scenario::from_json_str(
+            r#"{"rules": [{"when": "Gate", "reply": "a"}, {"audio_turn": 2, "audio_transcript": "hi"}]}"#,
+        )?;
+        assert_eq!(s.text_rule("open the gate").and_then(|r| r.reply.as_deref()), Some("a"));
+        assert!(s.text_rule("hello").is_none());
+        assert_eq!(s.audio_rule(2).and_then(|r| r.audio_transcript.as_deref()), Some("hi"));
+        Ok(())
+    }
+}
