@@ -34,6 +34,8 @@ pub struct NpcConversation {
     /// shown again.
     typed_turn: bool,
     speaking: bool,
+    /// The current turn was interrupted (`turnComplete` follows).
+    interrupted_turn: bool,
     /// The player's speech is marked open (manual VAD) and must be closed on focus loss.
     pub(crate) activity_open: bool,
     ready: bool,
@@ -340,6 +342,7 @@ pub fn open_sessions(
                 npc_text: String::new(),
                 typed_turn: said.is_some(),
                 speaking: false,
+                interrupted_turn: false,
                 activity_open: false,
                 ready: false,
                 queued: said.map(|p| p.0.iter().cloned().collect()).unwrap_or_default(),
@@ -480,11 +483,14 @@ fn handle_event(
             announce(commands, NpcTranscript { entity, speaker: Speaker::Npc, text: line, delta: text, is_final: false });
         }
         SessionEvent::Interrupted => {
+            conv.interrupted_turn = true;
             announce(commands, NpcInterrupted { entity });
             end_npc_turn(commands, entity, conv, state, stats, true);
         }
         SessionEvent::TurnComplete { .. } => {
             end_npc_turn(commands, entity, conv, state, stats, false);
+            let interrupted = std::mem::take(&mut conv.interrupted_turn);
+            announce(commands, NpcTurnComplete { entity, interrupted });
         }
         SessionEvent::GenerationComplete | SessionEvent::WaitingForInput | SessionEvent::GoAway { .. } => {}
         SessionEvent::ToolCall(calls) => {

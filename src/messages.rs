@@ -46,6 +46,17 @@ pub struct NpcSpeechEnded {
     pub interrupted: bool,
 }
 
+/// The model's turn is complete on the wire (`turnComplete`): it will say nothing more until
+/// the player speaks again. Unlike [`NpcSpeechEnded`], which follows what is heard, this is
+/// the protocol's turn boundary (tool round trips included).
+#[derive(Message, EntityEvent, Clone, Debug, PartialEq, Reflect)]
+pub struct NpcTurnComplete {
+    /// The NPC.
+    pub entity: Entity,
+    /// Whether the turn was cut short by the player.
+    pub interrupted: bool,
+}
+
 /// The player barged in; the NPC's queued audio was dropped.
 #[derive(Message, EntityEvent, Clone, Debug, PartialEq, Reflect)]
 pub struct NpcInterrupted {

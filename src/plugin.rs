@@ -381,6 +381,7 @@ impl Plugin for LiveNpcPlugin {
         .add_message::<NpcTranscript>()
         .add_message::<NpcSpeechStarted>()
         .add_message::<NpcSpeechEnded>()
+        .add_message::<NpcTurnComplete>()
         .add_message::<NpcInterrupted>()
         .add_message::<NpcToolCalled>()
         .add_message::<NpcToolFinished>()

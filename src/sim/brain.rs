@@ -303,7 +303,8 @@ impl Brain {
         match (key, self.memory.facts.get(key)) {
             ("from", Some(v)) => format!("You told me you come from {v}. I haven't forgotten."),
             ("like", Some(v)) => format!("You told me you like {v}. I remember these things."),
-            (_, Some(v)) => format!("Your {key} is {v}. You told me so yourself, earlier."),
+            (_, Some(v)) if self.pick(13, 2) == 0 => format!("Your {key} is {v}. You told me so yourself, earlier."),
+            (_, Some(v)) => format!("You said your {key} is {v}. I remember these things, you know."),
             ("from", None) => "You haven't told me where you come from yet. Where is home for you?".to_owned(),
             (_, None) => format!("You haven't told me your {key} yet. Would you like to tell me now?"),
         }
@@ -578,6 +579,27 @@ mod tests {
         let replies: Vec<String> = (0..6).map(|_| b.reply("hello")).collect();
         assert!(replies.iter().all(|r| r.contains("Mira")), "{replies:?}");
         assert!(replies.iter().collect::<std::collections::BTreeSet<_>>().len() > 1);
+    }
+
+    #[test]
+    fn small_talk_lasts_two_to_eight_seconds() {
+        let b = mira();
+        let all = [WHO, TRADE, HELP, THANKS, GOODBYE, GREETING, FALLBACK];
+        for voice in ["Puck", "Kore", "Achernar", "Gacrux"] {
+            let voice = crate::sim::voice::Voice::for_name(voice);
+            for template in all.iter().flat_map(|t| t.iter()) {
+                let text = template
+                    .replace("{name}", "Mira")
+                    .replace("{intro}", &b.persona.introduction())
+                    .replace("{role}", &b.persona.role_or_default());
+                let secs = voice.duration_of(&pad_short(text.clone(), 0)).as_secs_f64();
+                assert!(
+                    (2.0..=8.0).contains(&secs),
+                    "{}: {secs:.2} s for {text:?}",
+                    voice.name()
+                );
+            }
+        }
     }
 
     #[test]

@@ -3,6 +3,8 @@
 use std::sync::{Arc, Mutex, OnceLock};
 
 #[cfg(feature = "sim")]
+mod examples;
+#[cfg(feature = "sim")]
 mod plugin;
 mod protocol;
 #[cfg(feature = "sim")]

@@ -503,6 +503,21 @@ async fn unknown_field_closes_with_1007_and_the_exact_text() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lenient_mode_ignores_unknown_fields() {
+    let sim = start(base().strict(false)).await;
+    let mut c = Client::connect(&sim.url("v1beta")).await;
+    c.send(&json!({"setup": {"model": MODEL, "responseModalities": ["AUDIO"], "futureField": 1}}))
+        .await;
+    assert_eq!(token(&c.msg().await), "setupComplete");
+    c.send(&json!({"realtimeInput": {"text": "hello", "futureField": true}}))
+        .await;
+    assert_eq!(
+        c.turn().await.shape(),
+        s(&["speech", "generationComplete", "turnComplete+usage"])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_enum_closes_with_1007() {
     let sim = start(base()).await;
     let bad = json!({"setup": {"model": MODEL, "generationConfig": {"responseModalities": ["SMELL"]}}}).to_string();
@@ -914,6 +929,30 @@ fn tool_response(id: &str, response: Value, scheduling: Option<&str>, will_conti
         fr["willContinue"] = json!(w);
     }
     json!({"toolResponse": {"functionResponses": [fr]}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spoken_request_calls_a_tool() {
+    let transcript = "Could you please open the north gate for me?";
+    let rules = json!({"rules": [{"audio_turn": 1, "audio_transcript": transcript}]});
+    let sim = start(base().script(scenario(rules))).await;
+    let mut c = Client::connect(&sim.url("v1beta")).await;
+    c.setup(gate_tools(Some("NON_BLOCKING"))).await;
+    let (gate, rate) = wav("player-open-gate-16k.wav");
+    c.send_audio(&gate, rate).await;
+    c.send_audio(&vec![0; rate as usize], rate).await;
+    let turn = c.turn().await;
+    assert_eq!(
+        turn.shape(),
+        s(&["in", "toolCall", "speech", "generationComplete", "turnComplete+usage"])
+    );
+    assert_eq!(turn.input(), [transcript]);
+    let expected = FunctionCall {
+        id: Some("fc-1".into()),
+        name: "open_gate".into(),
+        args: Some(args(json!({"gate": "north"}))),
+    };
+    assert_eq!(turn.tool_calls(), [expected]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

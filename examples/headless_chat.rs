@@ -1,0 +1,232 @@
+//! A terminal conversation with one NPC: no window, a Bevy `App` with `MinimalPlugins`.
+//!
+//! Each line on stdin is one player turn, sent once the NPC has finished answering the previous
+//! one. stdout carries only `NAME: text` (one line per NPC turn) and `[tool] name(ARGS) ->
+//! RESPONSE`; logs go to stderr.
+//!
+//! ```sh
+//! cargo run --example headless_chat                       # the embedded simulator (no key)
+//! cargo run --example headless_chat -- --endpoint ws://127.0.0.1:9000 --npc Bram --voice Charon
+//! ```
+
+use std::io::BufRead;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use bevy::app::ScheduleRunnerPlugin;
+use bevy::log::LogPlugin;
+use bevy::prelude::*;
+use bevy_live_npc::prelude::*;
+use bevy_live_npc::session::{ENV_API_KEY, normalize_base};
+use crossbeam_channel::{Receiver, TryRecvError};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::json;
+
+const USAGE: &str = "usage: headless_chat [--endpoint URL] [--npc NAME] [--persona TEXT] [--voice VOICE]
+
+  --endpoint URL   base URL of a Live API endpoint (ws:// or wss://); default: LIVE_NPC_ENDPOINT,
+                   else the real service when GEMINI_API_KEY is set, else the embedded simulator
+  --npc NAME       the NPC's name (default Mira)
+  --persona TEXT   the NPC's persona (default: a village blacksmith)
+  --voice VOICE    a prebuilt voice (default Kore)";
+
+struct Args {
+    endpoint: Option<String>,
+    npc: String,
+    persona: Option<String>,
+    voice: String,
+}
+
+fn parse_args() -> Result<Args, String> {
+    use lexopt::prelude::*;
+    let mut args = Args { endpoint: None, npc: "Mira".into(), persona: None, voice: "Kore".into() };
+    let mut parser = lexopt::Parser::from_env();
+    let text = |v: std::ffi::OsString| v.into_string().map_err(|_| "arguments must be UTF-8".to_string());
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Long("endpoint") => args.endpoint = Some(text(parser.value().map_err(|e| e.to_string())?)?),
+            Long("npc") => args.npc = text(parser.value().map_err(|e| e.to_string())?)?,
+            Long("persona") => args.persona = Some(text(parser.value().map_err(|e| e.to_string())?)?),
+            Long("voice") => args.voice = text(parser.value().map_err(|e| e.to_string())?)?,
+            Long("help") | Short('h') => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => return Err(other.unexpected().to_string()),
+        }
+    }
+    if let Some(url) = &args.endpoint
+        && !(url.starts_with("ws://") || url.starts_with("wss://"))
+    {
+        return Err(format!("--endpoint must be a ws:// or wss:// URL, got {url:?}"));
+    }
+    if args.npc.trim().is_empty() {
+        return Err("--npc must not be empty".into());
+    }
+    Ok(args)
+}
+
+/// What the player carries.
+#[derive(Resource)]
+struct Inventory(Vec<(String, u32)>);
+
+impl Inventory {
+    fn as_json(&self) -> serde_json::Value {
+        self.0.iter().map(|(item, count)| json!({"item": item, "count": count})).collect()
+    }
+}
+
+fn check_inventory(In(_): In<ToolInput>, inventory: Res<Inventory>) -> ToolResult {
+    Ok(inventory.as_json())
+}
+
+/// An item to give the player.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct GiveItem {
+    /// What to give.
+    item: String,
+    /// How many.
+    #[serde(default = "one")]
+    #[schemars(range(min = 1))]
+    count: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn give_item(In(input): In<ToolInput<GiveItem>>, mut inventory: ResMut<Inventory>) -> ToolResult {
+    let GiveItem { item, count } = input.args;
+    match inventory.0.iter_mut().find(|(name, _)| *name == item) {
+        Some((_, have)) => *have += count,
+        None => inventory.0.push((item.clone(), count)),
+    }
+    Ok(json!({"gave": item, "count": count}))
+}
+
+/// A line from stdin, or its end.
+enum Input {
+    Line(String),
+    Eof,
+}
+
+#[derive(Resource)]
+struct Chat {
+    npc: Entity,
+    name: String,
+    input: Receiver<Input>,
+    /// A player turn is waiting for the NPC's answer.
+    waiting: bool,
+    eof: bool,
+}
+
+fn read_stdin() -> Receiver<Input> {
+    // Bounded: stdin is read no faster than the conversation consumes it.
+    let (tx, rx) = crossbeam_channel::bounded(16);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if tx.send(Input::Line(line)).is_err() {
+                return;
+            }
+        }
+        let _ = tx.send(Input::Eof);
+    });
+    rx
+}
+
+fn send_lines(mut chat: ResMut<Chat>, mut say: MessageWriter<SayToNpc>, mut exit: MessageWriter<AppExit>) {
+    while !chat.waiting && !chat.eof {
+        match chat.input.try_recv() {
+            Ok(Input::Line(line)) => {
+                let text = line.trim();
+                if text.is_empty() {
+                    continue;
+                }
+                say.write(SayToNpc { npc: chat.npc, text: text.to_owned() });
+                chat.waiting = true;
+            }
+            Ok(Input::Eof) | Err(TryRecvError::Disconnected) => chat.eof = true,
+            Err(TryRecvError::Empty) => break,
+        }
+    }
+    if chat.eof && !chat.waiting {
+        exit.write(AppExit::Success);
+    }
+}
+
+fn print_output(
+    mut chat: ResMut<Chat>,
+    mut lines: MessageReader<NpcTranscript>,
+    mut tools: MessageReader<NpcToolFinished>,
+    mut turns: MessageReader<NpcTurnComplete>,
+    mut errors: MessageReader<NpcError>,
+) {
+    for t in tools.read() {
+        println!("[tool] {}({}) -> {}", t.name, t.args, t.response);
+    }
+    for line in lines.read().filter(|t| t.speaker == Speaker::Npc && t.is_final && !t.text.is_empty()) {
+        println!("{}: {}", chat.name, line.text);
+    }
+    if turns.read().count() > 0 {
+        chat.waiting = false;
+    }
+    for e in errors.read() {
+        if e.fatal {
+            eprintln!("error: {} {}", e.error.code, e.error.reason);
+            std::process::exit(2);
+        }
+        warn!("{}", e.error);
+    }
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("headless_chat: {e}\n\n{USAGE}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut plugin = LiveNpcPlugin::default().auto_engage(false);
+    if let Some(url) = &args.endpoint {
+        // An explicit endpoint gets the API key, if one is set.
+        let auth = std::env::var(ENV_API_KEY)
+            .ok()
+            .filter(|k| !k.trim().is_empty())
+            .map(|k| Auth::ApiKey(Secret::new(k)))
+            .unwrap_or_default();
+        plugin = plugin.backend(LiveBackend::Endpoint { url: normalize_base(url), auth, extra_root_pem: Vec::new() });
+    }
+    let persona = args.persona.clone().unwrap_or_else(|| {
+        format!("You are {}, the village blacksmith. You are gruff but kind and proud of your forge.", args.npc)
+    });
+
+    let mut app = App::new();
+    app.add_plugins((
+        MinimalPlugins.set(ScheduleRunnerPlugin::run_loop(Duration::from_millis(5))),
+        LogPlugin { level: bevy::log::Level::WARN, ..default() },
+        plugin,
+    ))
+    .insert_resource(Inventory(vec![("torch".into(), 1), ("bread".into(), 2), ("coins".into(), 12)]))
+    .add_npc_tool(NpcTool::new("check_inventory", "Lists what the player carries.").run(check_inventory))
+    .add_npc_tool(NpcTool::new("give_item", "Gives the player an item.").run(give_item))
+    .add_systems(Update, (print_output, send_lines).chain());
+
+    let npc = app
+        .world_mut()
+        .spawn((
+            LiveNpc::new(&args.npc).persona(persona).voice(&args.voice).tools(["check_inventory", "give_item"]),
+            Transform::default(),
+        ))
+        .id();
+    app.world_mut().spawn((NpcListener, Transform::from_xyz(0.0, 0.0, 2.0)));
+    app.insert_resource(Chat { npc, name: args.npc, input: read_stdin(), waiting: false, eof: false });
+
+    match app.run() {
+        AppExit::Success => ExitCode::SUCCESS,
+        AppExit::Error(code) => ExitCode::from(code.get()),
+    }
+}

@@ -1,0 +1,126 @@
+//! The example programs as processes, against `live-sim` as a process: their stdout contracts.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+/// A running `live-sim`, killed on drop.
+struct SimProcess {
+    child: Child,
+    url: String,
+}
+
+impl Drop for SimProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn live_sim(extra: &[&str]) -> SimProcess {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_live-sim"))
+        .args(["--addr", "127.0.0.1:0", "--pace", "0"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("live-sim starts");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut first).expect("first line");
+    let url = first.trim().strip_prefix("listening on ").expect("the contract's first line").to_owned();
+    SimProcess { child, url }
+}
+
+/// The example binary, built if `cargo test` did not build it already.
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let path = dir.join("examples").join(name);
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--example", name])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo runs");
+        assert!(status.success());
+    }
+    path
+}
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+fn headless_chat(args: &[&str], key: Option<&str>, input: &str) -> Run {
+    let mut cmd = Command::new(example("headless_chat"));
+    cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.env_remove("GEMINI_API_KEY").env_remove("LIVE_NPC_ENDPOINT").env_remove("LIVE_NPC_MODEL");
+    if let Some(k) = key {
+        cmd.env("GEMINI_API_KEY", k);
+    }
+    let mut child = cmd.spawn().expect("headless_chat starts");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(input.as_bytes()).expect("write stdin");
+    drop(stdin);
+    let out = child.wait_with_output().expect("headless_chat ends");
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn headless_chat_talks_and_runs_tools() {
+    let sim = live_sim(&[]);
+    let run = headless_chat(
+        &["--endpoint", &format!("{}/", sim.url), "--npc", "Bram", "--voice", "Charon"],
+        None,
+        "Hello there!\nCould you check inventory for me?\nPlease give item 'sword' count=2\n",
+    );
+    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "{}", run.stdout);
+    assert!(lines[0].starts_with("Bram: ") && lines[0].len() > 6, "{}", lines[0]);
+    assert_eq!(
+        lines[1],
+        r#"[tool] check_inventory({}) -> {"output":[{"count":1,"item":"torch"},{"count":2,"item":"bread"},{"count":12,"item":"coins"}]}"#
+    );
+    assert!(lines[2].starts_with("Bram: "), "{}", lines[2]);
+    assert_eq!(lines[3], r#"[tool] give_item({"count":2,"item":"sword"}) -> {"output":{"count":2,"gave":"sword"}}"#);
+    assert!(lines[4].starts_with("Bram: "), "{}", lines[4]);
+    for line in &lines {
+        assert_eq!(line.trim(), *line, "lines are trimmed");
+    }
+}
+
+#[test]
+fn headless_chat_reports_a_fatal_error_and_exits_2() {
+    let sim = live_sim(&["--api-key", "the-right-key"]);
+    let run = headless_chat(&["--endpoint", &sim.url], Some("a-wrong-key"), "Hello?\nAre you there?\n");
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert_eq!(run.stdout, "");
+    let error_lines: Vec<&str> = run.stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(error_lines, ["error: 1007 API key not valid. Please pass a valid API key."]);
+    assert!(!run.stderr.contains("a-wrong-key"), "the key never appears: {}", run.stderr);
+}
+
+#[test]
+fn headless_chat_rejects_bad_arguments() {
+    let run = headless_chat(&["--bogus"], None, "");
+    assert_eq!(run.code, Some(1));
+    assert!(run.stderr.contains("usage"), "{}", run.stderr);
+    let run = headless_chat(&["--endpoint", "http://example"], None, "");
+    assert_eq!(run.code, Some(1));
+}
+
+#[test]
+fn headless_chat_exits_at_end_of_input() {
+    let sim = live_sim(&[]);
+    let run = headless_chat(&["--endpoint", &sim.url], None, "");
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(run.stdout, "");
+}
