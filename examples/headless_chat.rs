@@ -15,7 +15,11 @@ use std::time::Duration;
 
 use bevy::app::ScheduleRunnerPlugin;
 use bevy::log::LogPlugin;
+use bevy::transform::TransformPlugin;
 use bevy::prelude::*;
+use bevy_live_npc::audio::{
+    AudioBackendChoice, NpcVoice, OfflineClock, OfflineOutput, OfflineSettings, VoiceStatus,
+};
 use bevy_live_npc::prelude::*;
 use bevy_live_npc::session::{ENV_API_KEY, normalize_base};
 use crossbeam_channel::{Receiver, TryRecvError};
@@ -24,23 +28,46 @@ use serde::Deserialize;
 use serde_json::json;
 
 const USAGE: &str = "usage: headless_chat [--endpoint URL] [--npc NAME] [--persona TEXT] [--voice VOICE]
+                     [--wav FILE] [--listener-offset X,Y,Z]
 
   --endpoint URL   base URL of a Live API endpoint (ws:// or wss://); default: LIVE_NPC_ENDPOINT,
                    else the real service when GEMINI_API_KEY is set, else the embedded simulator
   --npc NAME       the NPC's name (default Mira)
   --persona TEXT   the NPC's persona (default: a village blacksmith)
-  --voice VOICE    a prebuilt voice (default Kore)";
+  --voice VOICE    a prebuilt voice (default Kore)
+  --wav FILE       record the NPC's voice as the listener hears it (stereo, 16-bit, output rate)
+  --listener-offset X,Y,Z
+                   the listener's position relative to the NPC (default 0,0,2); the listener
+                   looks along -Z, so 3,0,0 puts the NPC on its left";
 
 struct Args {
     endpoint: Option<String>,
     npc: String,
     persona: Option<String>,
     voice: String,
+    wav: Option<std::path::PathBuf>,
+    listener_offset: Vec3,
+}
+
+fn parse_vec3(s: &str) -> Result<Vec3, String> {
+    let bad = || format!("--listener-offset wants X,Y,Z, got {s:?}");
+    let v: Vec<f32> = s.split(',').map(|p| p.trim().parse::<f32>()).collect::<Result<_, _>>().map_err(|_| bad())?;
+    match v[..] {
+        [x, y, z] if v.iter().all(|c| c.is_finite()) => Ok(Vec3::new(x, y, z)),
+        _ => Err(bad()),
+    }
 }
 
 fn parse_args() -> Result<Args, String> {
     use lexopt::prelude::*;
-    let mut args = Args { endpoint: None, npc: "Mira".into(), persona: None, voice: "Kore".into() };
+    let mut args = Args {
+        endpoint: None,
+        npc: "Mira".into(),
+        persona: None,
+        voice: "Kore".into(),
+        wav: None,
+        listener_offset: Vec3::new(0.0, 0.0, 2.0),
+    };
     let mut parser = lexopt::Parser::from_env();
     let text = |v: std::ffi::OsString| v.into_string().map_err(|_| "arguments must be UTF-8".to_string());
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
@@ -49,6 +76,10 @@ fn parse_args() -> Result<Args, String> {
             Long("npc") => args.npc = text(parser.value().map_err(|e| e.to_string())?)?,
             Long("persona") => args.persona = Some(text(parser.value().map_err(|e| e.to_string())?)?),
             Long("voice") => args.voice = text(parser.value().map_err(|e| e.to_string())?)?,
+            Long("wav") => args.wav = Some(text(parser.value().map_err(|e| e.to_string())?)?.into()),
+            Long("listener-offset") => {
+                args.listener_offset = parse_vec3(&text(parser.value().map_err(|e| e.to_string())?)?)?;
+            }
             Long("help") | Short('h') => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -112,6 +143,10 @@ enum Input {
     Eof,
 }
 
+/// The offline output recording `--wav`, finished before a fatal exit.
+#[derive(Resource, Clone)]
+struct Recording(OfflineOutput);
+
 #[derive(Resource)]
 struct Chat {
     npc: Entity,
@@ -137,7 +172,12 @@ fn read_stdin() -> Receiver<Input> {
     rx
 }
 
-fn send_lines(mut chat: ResMut<Chat>, mut say: MessageWriter<SayToNpc>, mut exit: MessageWriter<AppExit>) {
+fn send_lines(
+    mut chat: ResMut<Chat>,
+    mut say: MessageWriter<SayToNpc>,
+    mut exit: MessageWriter<AppExit>,
+    voices: Query<&NpcVoice>,
+) {
     while !chat.waiting && !chat.eof {
         match chat.input.try_recv() {
             Ok(Input::Line(line)) => {
@@ -152,12 +192,15 @@ fn send_lines(mut chat: ResMut<Chat>, mut say: MessageWriter<SayToNpc>, mut exit
             Err(TryRecvError::Empty) => break,
         }
     }
-    if chat.eof && !chat.waiting {
+    // With --wav, the last reply must be heard to the end before the file is closed.
+    let quiet = voices.iter().all(|v| v.status() == VoiceStatus::Idle);
+    if chat.eof && !chat.waiting && quiet {
         exit.write(AppExit::Success);
     }
 }
 
 fn print_output(
+    recording: Option<Res<Recording>>,
     mut chat: ResMut<Chat>,
     mut lines: MessageReader<NpcTranscript>,
     mut tools: MessageReader<NpcToolFinished>,
@@ -176,6 +219,9 @@ fn print_output(
     for e in errors.read() {
         if e.fatal {
             eprintln!("error: {} {}", e.error.code, e.error.reason);
+            if let Some(r) = &recording {
+                let _ = r.0.finish();
+            }
             std::process::exit(2);
         }
         warn!("{}", e.error);
@@ -200,6 +246,25 @@ fn main() -> ExitCode {
             .unwrap_or_default();
         plugin = plugin.backend(LiveBackend::Endpoint { url: normalize_base(url), auth, extra_root_pem: Vec::new() });
     }
+    let recording = match &args.wav {
+        Some(path) => {
+            let settings =
+                OfflineSettings { clock: OfflineClock::RealTime { speed: 1.0 }, record: Some(path.clone()), ..default() };
+            match OfflineOutput::new(settings) {
+                Ok(o) => Some(o),
+                Err(e) => {
+                    eprintln!("headless_chat: {e}");
+                    return ExitCode::from(1);
+                }
+            }
+        }
+        None => None,
+    };
+    // Without --wav the voice goes to the sound card; without one: a warning, text only.
+    plugin = plugin.audio(match &recording {
+        Some(o) => AudioBackendChoice::Offline(o.clone()),
+        None => AudioBackendChoice::Device,
+    });
     let persona = args.persona.clone().unwrap_or_else(|| {
         format!("You are {}, the village blacksmith. You are gruff but kind and proud of your forge.", args.npc)
     });
@@ -208,6 +273,8 @@ fn main() -> ExitCode {
     app.add_plugins((
         MinimalPlugins.set(ScheduleRunnerPlugin::run_loop(Duration::from_millis(5))),
         LogPlugin { level: bevy::log::Level::WARN, ..default() },
+        // Positions matter for the voice heard with --wav / --listener-offset.
+        TransformPlugin,
         plugin,
     ))
     .insert_resource(Inventory(vec![("torch".into(), 1), ("bread".into(), 2), ("coins".into(), 12)]))
@@ -222,7 +289,10 @@ fn main() -> ExitCode {
             Transform::default(),
         ))
         .id();
-    app.world_mut().spawn((NpcListener, Transform::from_xyz(0.0, 0.0, 2.0)));
+    app.world_mut().spawn((NpcListener, Transform::from_translation(args.listener_offset)));
+    if let Some(o) = recording {
+        app.insert_resource(Recording(o));
+    }
     app.insert_resource(Chat { npc, name: args.npc, input: read_stdin(), waiting: false, eof: false });
 
     match app.run() {

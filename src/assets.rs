@@ -67,7 +67,7 @@ impl NpcDefinition {
         npc.modality = if self.text_only { Modality::Text } else { Modality::Audio };
         npc.proactive_audio = self.proactive_audio;
         npc.affective_dialog = self.affective_dialog;
-        if self.push_to_talk != !npc.vad.automatic {
+        if self.push_to_talk == npc.vad.automatic {
             npc.vad = if self.push_to_talk { VadSettings::manual() } else { VadSettings::default() };
         }
     }

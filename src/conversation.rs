@@ -34,6 +34,8 @@ pub struct NpcConversation {
     /// shown again.
     typed_turn: bool,
     speaking: bool,
+    /// The NPC has [`PlaybackDrivenSpeech`]: the audio layer announces speech start/end.
+    audio_announces: bool,
     /// The current turn was interrupted (`turnComplete` follows).
     interrupted_turn: bool,
     /// The player's speech is marked open (manual VAD) and must be closed on focus loss.
@@ -79,6 +81,13 @@ impl NpcConversation {
 #[derive(Component, Clone, Copy, Debug, Default, Reflect)]
 #[reflect(Component)]
 pub struct ConversationRequested;
+
+/// Set by the audio layer on an NPC whose voice is played: `NpcSpeechStarted`,
+/// `NpcSpeechEnded` and the `Speaking` state then follow what is heard, not the session's
+/// events (which arrive ahead of playback).
+#[derive(Component, Clone, Copy, Debug, Default, Reflect)]
+#[reflect(Component)]
+pub struct PlaybackDrivenSpeech;
 
 /// The listener is within the engage radius of this NPC.
 #[derive(Component, Clone, Copy, Debug, Default, Reflect)]
@@ -201,6 +210,17 @@ pub(crate) fn npc_setup(npc: &LiveNpc, model: &str, registry: &NpcToolRegistry) 
     }
 }
 
+type FocusCandidate = (Entity, &'static GlobalTransform, Option<&'static InEngageRange>, Option<&'static mut NpcConversation>);
+
+type WantedNpc = (
+    Entity,
+    &'static LiveNpc,
+    &'static NpcState,
+    Has<ConversationRequested>,
+    Has<InEngageRange>,
+    Option<&'static PendingSay>,
+);
+
 /// Chooses the focused NPC: the one code focused, else the NPC in range the listener faces
 /// most directly, else the nearest in range. Marks NPCs in range.
 pub fn update_focus(
@@ -209,7 +229,7 @@ pub fn update_focus(
     mut focus: ResMut<NpcFocus>,
     route: Res<MicRoute>,
     listeners: Query<&GlobalTransform, With<NpcListener>>,
-    mut npcs: Query<(Entity, &GlobalTransform, Option<&InEngageRange>, Option<&mut NpcConversation>), With<LiveNpc>>,
+    mut npcs: Query<FocusCandidate, With<LiveNpc>>,
 ) {
     let listener = listeners.iter().next();
     let mut best: Option<(Entity, f32)> = None;
@@ -285,10 +305,7 @@ pub fn open_sessions(
     sinks: Res<AudioSinkFactory>,
     time: Res<Time<Real>>,
     open: Query<(), With<NpcConversation>>,
-    wanted: Query<
-        (Entity, &LiveNpc, &NpcState, Has<ConversationRequested>, Has<InEngageRange>, Option<&PendingSay>),
-        Without<NpcConversation>,
-    >,
+    wanted: Query<WantedNpc, Without<NpcConversation>>,
     mut capped: Local<Vec<Entity>>,
 ) {
     let mut open_count = open.iter().count();
@@ -342,6 +359,7 @@ pub fn open_sessions(
                 npc_text: String::new(),
                 typed_turn: said.is_some(),
                 speaking: false,
+                audio_announces: false,
                 interrupted_turn: false,
                 activity_open: false,
                 ready: false,
@@ -387,16 +405,27 @@ fn set_state(commands: &mut Commands, entity: Entity, state: &mut NpcState, next
     }
 }
 
+/// An NPC with an open conversation, and whether its voice is heard ([`PlaybackDrivenSpeech`]).
+type OpenConversation = (
+    Entity,
+    &'static LiveNpc,
+    &'static mut NpcConversation,
+    &'static mut NpcState,
+    &'static mut NpcStats,
+    Has<PlaybackDrivenSpeech>,
+);
+
 /// Turns session events into state, messages, stats and queued tool calls.
 pub fn receive_events(
     mut commands: Commands,
     settings: Res<LiveNpcSettings>,
     time: Res<Time<Real>>,
     mut pending: ResMut<PendingToolCalls>,
-    mut convs: Query<(Entity, &LiveNpc, &mut NpcConversation, &mut NpcState, &mut NpcStats)>,
+    mut convs: Query<OpenConversation>,
 ) {
     let t = now(&time);
-    for (entity, npc, mut conv, mut state, mut stats) in &mut convs {
+    for (entity, npc, mut conv, mut state, mut stats, heard) in &mut convs {
+        conv.audio_announces = heard;
         for _ in 0..settings.events_per_frame {
             let Some(event) = conv.session.try_event() else {
                 break;
@@ -474,8 +503,10 @@ fn handle_event(
         SessionEvent::ModelTurnStarted => {
             finish_player_line(commands, entity, conv);
             conv.speaking = true;
-            announce(commands, NpcSpeechStarted { entity });
-            set_state(commands, entity, state, NpcState::Speaking);
+            if !conv.audio_announces {
+                announce(commands, NpcSpeechStarted { entity });
+                set_state(commands, entity, state, NpcState::Speaking);
+            }
         }
         SessionEvent::OutputTranscript { text, .. } | SessionEvent::Text(text) => {
             conv.npc_text.push_str(&text);
@@ -562,12 +593,15 @@ fn end_npc_turn(
     let text = std::mem::take(&mut conv.npc_text).trim().to_owned();
     if conv.speaking || !text.is_empty() {
         announce(commands, NpcTranscript { entity, speaker: Speaker::Npc, text, delta: String::new(), is_final: true });
-        announce(commands, NpcSpeechEnded { entity, interrupted });
+        if !conv.audio_announces {
+            announce(commands, NpcSpeechEnded { entity, interrupted });
+        }
         stats.turns += 1;
     }
     conv.speaking = false;
     conv.ran_calls.clear();
-    if state.is_active() {
+    // With playback-driven speech, the audio layer leaves `Speaking` when the voice goes quiet.
+    if state.is_active() && !(conv.audio_announces && *state == NpcState::Speaking) {
         set_state(commands, entity, state, NpcState::Listening);
     }
 }

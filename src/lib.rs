@@ -45,14 +45,26 @@
 //! - [`messages`]: messages in and out (also triggered as entity events).
 //! - [`tools`]: tools as systems.
 //! - [`assets`]: NPC definitions from JSON asset files, hot-reloaded.
+//! - `audio` (feature `audio`): NPC voices on kira spatial tracks, lip-sync, offline rendering;
+//!   `audio::capture` (feature `mic`): the player's microphone, push-to-talk, open mic, echo
+//!   cancellation.
 //! - [`session`]: the Live session client (no Bevy).
 //! - [`protocol`]: the wire protocol.
+//! - [`token`]: ephemeral tokens: minting for game backends, a token server, fetching.
 //! - `sim` (feature `sim`): the embedded simulator; [`testing`]: helpers for your own tests.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod assets;
+#[cfg(feature = "audio")]
+pub mod audio;
+/// The player's microphone (feature `mic`, here without the NPC voices of feature `audio`).
+#[cfg(all(feature = "mic", not(feature = "audio")))]
+pub mod audio {
+    pub mod capture;
+}
 pub mod conversation;
+mod http;
 pub mod messages;
 pub mod npc;
 pub mod plugin;
@@ -62,11 +74,18 @@ pub mod session;
 pub mod sim;
 #[cfg(feature = "sim")]
 pub mod testing;
+pub mod token;
 pub mod tools;
 
 /// Commonly used items.
 pub mod prelude {
     pub use crate::assets::{NpcDefinition, NpcDefinitionHandle};
+    #[cfg(feature = "audio")]
+    pub use crate::audio::{
+        AudioBackendChoice, MouthShape, NpcLipSync, NpcOcclusion, NpcVoice, NpcVoiceSettings, VoiceControl,
+    };
+    #[cfg(feature = "mic")]
+    pub use crate::audio::capture::{MicLevel, MicMode, MicStatus, NpcMicPlugin, PlayerMic};
     pub use crate::conversation::{MicRoute, NpcCommandsExt, NpcConversation, NpcFocus};
     pub use crate::messages::*;
     pub use crate::npc::{LiveNpc, NpcListener, NpcState, NpcStats, VadSettings};

@@ -11,7 +11,8 @@ use crate::conversation::{self, MicRoute, NpcFocus, PendingToolCalls};
 use crate::messages::*;
 use crate::npc::{LiveNpc, NpcListener, NpcState, NpcStats, VadSettings};
 use crate::session::{
-    AudioSink, Auth, LiveRuntime, NullSink, ResolvedBackend, Secret, resolve_backend_from_env, resolve_model,
+    AudioSink, Auth, LiveRuntime, NullSink, ResolvedBackend, Secret, TokenProvider, resolve_backend_from_env,
+    resolve_model,
 };
 use crate::tools::NpcToolRegistry;
 
@@ -31,6 +32,18 @@ pub enum LiveBackend {
     EphemeralToken {
         /// The token.
         token: Secret,
+    },
+    /// Ephemeral tokens from the game's token server (e.g. `examples/token_server.rs`, or
+    /// [`crate::token::TokenServer`]): before each new session the session runtime asks `url`
+    /// (`POST`) for a token, then connects to `endpoint` with it. The game never holds the key.
+    TokenServer {
+        /// The token server's URL (`https://game.example/token`, `http://127.0.0.1:8787/token`).
+        url: String,
+        /// The Live endpoint the tokens are for (`ws://127.0.0.1:9000` for a `live-sim`;
+        /// `http(s)://` works too); `None`: the real service.
+        endpoint: Option<String>,
+        /// Extra trusted root certificates (PEM) for both, e.g. a test simulator's CA.
+        extra_root_pem: Vec<Vec<u8>>,
     },
     /// Any endpoint speaking the protocol (a `live-sim`, a proxy).
     Endpoint {
@@ -109,6 +122,10 @@ pub struct LiveNpcPlugin {
     pub facing_angle_deg: f32,
     /// Session events handled per NPC per frame (the rest wait for the next frame).
     pub events_per_frame: usize,
+    /// Where NPC voices play (feature `audio`): the default device, an offline renderer, or
+    /// nowhere (text only).
+    #[cfg(feature = "audio")]
+    pub audio: crate::audio::AudioBackendChoice,
 }
 
 impl Default for LiveNpcPlugin {
@@ -122,6 +139,8 @@ impl Default for LiveNpcPlugin {
             auto_engage: true,
             facing_angle_deg: 45.0,
             events_per_frame: 256,
+            #[cfg(feature = "audio")]
+            audio: crate::audio::AudioBackendChoice::Device,
         }
     }
 }
@@ -136,6 +155,12 @@ impl LiveNpcPlugin {
     /// Uses an endpoint (base URL) without credentials.
     pub fn endpoint(self, url: impl Into<String>) -> Self {
         self.backend(LiveBackend::Endpoint { url: url.into(), auth: Auth::None, extra_root_pem: Vec::new() })
+    }
+
+    /// Uses ephemeral tokens from a token server (see [`LiveBackend::TokenServer`]) for the real
+    /// service.
+    pub fn token_server(self, url: impl Into<String>) -> Self {
+        self.backend(LiveBackend::TokenServer { url: url.into(), endpoint: None, extra_root_pem: Vec::new() })
     }
 
     /// Uses the embedded simulator.
@@ -168,6 +193,13 @@ impl LiveNpcPlugin {
         self
     }
 
+    /// Chooses where NPC voices play (feature `audio`).
+    #[cfg(feature = "audio")]
+    pub fn audio(mut self, audio: crate::audio::AudioBackendChoice) -> Self {
+        self.audio = audio;
+        self
+    }
+
     /// Turns proximity engagement on or off (off: only `start_conversation` opens sessions).
     pub fn auto_engage(mut self, on: bool) -> Self {
         self.auto_engage = on;
@@ -197,7 +229,10 @@ pub struct LiveNpcSettings {
 
 /// Creates the audio sink of each new session (the audio layer installs its own).
 #[derive(Resource, Clone)]
-pub struct AudioSinkFactory(pub Arc<dyn Fn(Entity, &LiveNpc) -> Box<dyn AudioSink> + Send + Sync>);
+pub struct AudioSinkFactory(pub Arc<MakeSink>);
+
+/// Makes the audio sink of an NPC's new session.
+pub type MakeSink = dyn Fn(Entity, &LiveNpc) -> Box<dyn AudioSink> + Send + Sync;
 
 impl Default for AudioSinkFactory {
     fn default() -> Self {
@@ -273,6 +308,21 @@ impl LiveNpcRuntime {
                 auth: Auth::Token(token.clone()),
                 source: crate::session::EndpointSource::Config,
             },
+            LiveBackend::TokenServer { url, endpoint, extra_root_pem } => {
+                rt.extra_root_pem = extra_root_pem.clone();
+                let client = crate::token::TokenClient { extra_root_pem: extra_root_pem.clone(), ..Default::default() };
+                let base_url = match endpoint.as_deref().map(str::trim) {
+                    Some(e) if e.starts_with("http://") => format!("ws://{}", &e["http://".len()..]),
+                    Some(e) if e.starts_with("https://") => format!("wss://{}", &e["https://".len()..]),
+                    Some(e) => e.to_owned(),
+                    None => crate::session::GEMINI_BASE_URL.into(),
+                };
+                ResolvedBackend::Endpoint {
+                    base_url: crate::session::normalize_base(&base_url),
+                    auth: Auth::Provider(TokenProvider::token_server(url.clone(), client)),
+                    source: crate::session::EndpointSource::Config,
+                }
+            }
             LiveBackend::Endpoint { url, auth, extra_root_pem } => {
                 rt.extra_root_pem = extra_root_pem.clone();
                 ResolvedBackend::Endpoint {
@@ -422,6 +472,15 @@ impl Plugin for LiveNpcPlugin {
                 .in_set(LiveNpcSystems::Send),
         )
         .add_systems(Last, shutdown_on_exit);
+        // After `init_resource::<AudioSinkFactory>` above: the audio plugin replaces it.
+        #[cfg(feature = "audio")]
+        if !app.is_plugin_added::<crate::audio::NpcAudioPlugin>() {
+            app.add_plugins(crate::audio::NpcAudioPlugin { backend: self.audio.clone(), ..Default::default() });
+        }
+        #[cfg(feature = "mic")]
+        if !app.is_plugin_added::<crate::audio::capture::NpcMicPlugin>() {
+            app.add_plugins(crate::audio::capture::NpcMicPlugin);
+        }
     }
 
     fn finish(&self, app: &mut App) {

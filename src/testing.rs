@@ -25,9 +25,13 @@ use crate::plugin::{LiveNpcPlugin, SimulatorSettings};
 use crate::sim::Scenario;
 
 /// The plugin on the embedded simulator, unpaced (replies arrive as fast as the machine
-/// allows), with an optional scenario.
+/// allows), with an optional scenario. No audio output (tests behave the same with or without
+/// a sound card); choose one with `.audio(..)`.
 pub fn sim_plugin(scenario: Option<Scenario>) -> LiveNpcPlugin {
-    LiveNpcPlugin::default().simulator(SimulatorSettings { pace: 0.0, seed: 7, scenario })
+    let plugin = LiveNpcPlugin::default().simulator(SimulatorSettings { pace: 0.0, seed: 7, scenario });
+    #[cfg(feature = "audio")]
+    let plugin = plugin.audio(crate::audio::AudioBackendChoice::Disabled);
+    plugin
 }
 
 /// How long the update loops wait at most (a failure guard, not a timing assertion).

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use bevy::log::tracing_subscriber::{self, EnvFilter};
-use bevy_live_npc::sim::{LiveSim, LiveSimBuilder, Scenario};
+use bevy_live_npc::sim::{Fault, FaultAction, LiveSim, LiveSimBuilder, Scenario, VoiceEngine};
 
 const HELP: &str = "\
 live-sim: a local, deterministic Gemini Live API (BidiGenerateContent) simulator
@@ -30,6 +30,24 @@ OPTIONS:
     --lifetime SECS         Connection lifetime before close 1011 [default: 600]
     --go-away-notice SECS   goAway is sent this long before the end [default: 50]
     --lenient               Ignore unknown fields and enum values instead of closing with 1007
+    --session-limit SECS    Session length without contextWindowCompression, audio only [default: 900]
+    --video-session-limit SECS
+                            Session length once video was sent [default: 120]
+    --voice-engine NAME     builtin (default) or espeak (intelligible espeak-ng speech when
+                            installed; falls back to builtin)
+    --stats-every SECS      Print the counters (sessions, messages, bytes, turn timing) to stderr
+                            every SECS seconds
+
+FAULTS (every connection, from its start; a --script adds its own):
+    --delay-ms MS           Delay every server message by MS ...
+    --jitter-ms MS          ... plus a random 0..=MS
+    --split-chunks N        Send each audio chunk as N messages (2-16)
+    --merge-chunks N        Send N audio chunks as one message (2-32)
+    --oversized-frame-after N
+                            After N messages, send one 16 MiB + 1 byte frame
+    --slow-reader-after N   After N messages, stop reading the client for good
+    --no-setup-complete     Never answer setup
+    --slow-pongs-ms MS      Answer pings MS late
     -h, --help              Print this help
     -V, --version           Print the version
 
@@ -41,7 +59,7 @@ The first line on stdout is `listening on ws://127.0.0.1:PORT` (with --tls:
 const DEFAULT_ADDR: &str = "127.0.0.1:9000";
 
 enum Command {
-    Run(Box<LiveSimBuilder>),
+    Run(Box<LiveSimBuilder>, Option<Duration>),
     Help,
     Version,
 }
@@ -68,6 +86,12 @@ fn parse_args() -> Result<Command, String> {
     let mut builder = LiveSim::builder();
     let mut addr: SocketAddr = DEFAULT_ADDR.parse().map_err(|e| format!("{e}"))?;
     let mut parser = lexopt::Parser::from_env();
+    let mut scenario: Option<Scenario> = None;
+    let mut faults: Vec<FaultAction> = Vec::new();
+    let mut after: Vec<(u64, FaultAction)> = Vec::new();
+    let (mut delay, mut jitter) = (0u64, 0u64);
+    let (mut limit_audio, mut limit_video) = (Duration::from_secs(900), Duration::from_secs(120));
+    let mut stats = None;
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
             Long("addr") => addr = value(&mut parser, "--addr")?,
@@ -76,8 +100,41 @@ fn parse_args() -> Result<Command, String> {
             Long("seed") => builder = builder.seed(value(&mut parser, "--seed")?),
             Long("script") => {
                 let path: String = value(&mut parser, "--script")?;
-                builder = builder.script(Scenario::from_file(&path).map_err(|e| e.to_string())?);
+                scenario = Some(Scenario::from_file(&path).map_err(|e| e.to_string())?);
             }
+            Long("session-limit") => limit_audio = secs(value(&mut parser, "--session-limit")?, "--session-limit")?,
+            Long("video-session-limit") => {
+                limit_video = secs(value(&mut parser, "--video-session-limit")?, "--video-session-limit")?;
+            }
+            Long("voice-engine") => {
+                let name: String = value(&mut parser, "--voice-engine")?;
+                let engine = match name.as_str() {
+                    "builtin" => VoiceEngine::Builtin,
+                    "espeak" | "espeak-ng" => VoiceEngine::espeak(),
+                    other => return Err(format!("--voice-engine {other:?}: expected builtin or espeak")),
+                };
+                builder = builder.voice_engine(engine);
+            }
+            Long("stats-every") => {
+                let v: f64 = value(&mut parser, "--stats-every")?;
+                let d = secs(v, "--stats-every")?;
+                if d.is_zero() {
+                    return Err("--stats-every must be positive".to_owned());
+                }
+                stats = Some(d);
+            }
+            Long("delay-ms") => delay = value(&mut parser, "--delay-ms")?,
+            Long("jitter-ms") => jitter = value(&mut parser, "--jitter-ms")?,
+            Long("split-chunks") => faults.push(FaultAction::SplitChunks { parts: value(&mut parser, "--split-chunks")? }),
+            Long("merge-chunks") => faults.push(FaultAction::MergeChunks { count: value(&mut parser, "--merge-chunks")? }),
+            Long("oversized-frame-after") => {
+                after.push((value(&mut parser, "--oversized-frame-after")?, FaultAction::OversizedFrame { bytes: None }));
+            }
+            Long("slow-reader-after") => {
+                after.push((value(&mut parser, "--slow-reader-after")?, FaultAction::SlowReader { pause_ms: None }));
+            }
+            Long("no-setup-complete") => faults.push(FaultAction::NoSetupComplete),
+            Long("slow-pongs-ms") => faults.push(FaultAction::SlowPongs { delay_ms: value(&mut parser, "--slow-pongs-ms")? }),
             Long("tls") => builder = builder.tls(true),
             Long("lifetime") => {
                 let v = value(&mut parser, "--lifetime")?;
@@ -93,7 +150,23 @@ fn parse_args() -> Result<Command, String> {
             other => return Err(other.unexpected().to_string()),
         }
     }
-    Ok(Command::Run(Box::new(builder.addr(addr))))
+    if delay > 0 || jitter > 0 {
+        faults.push(FaultAction::Delay { ms: delay, jitter_ms: jitter });
+    }
+    if !faults.is_empty() || !after.is_empty() {
+        let s = scenario.get_or_insert_with(Scenario::default);
+        s.faults.extend(faults.into_iter().map(Fault::at_start));
+        s.faults.extend(after.into_iter().map(|(n, action)| Fault {
+            after_messages: Some(n),
+            ..Fault::at_start(action)
+        }));
+        s.validate().map_err(|e| e.to_string())?;
+    }
+    if let Some(s) = scenario {
+        builder = builder.script(s);
+    }
+    builder = builder.session_limits(limit_audio, limit_video);
+    Ok(Command::Run(Box::new(builder.addr(addr)), stats))
 }
 
 fn init_logging() {
@@ -106,8 +179,8 @@ fn init_logging() {
 }
 
 fn main() -> ExitCode {
-    let builder = match parse_args() {
-        Ok(Command::Run(builder)) => builder,
+    let (builder, stats) = match parse_args() {
+        Ok(Command::Run(builder, stats)) => (builder, stats),
         Ok(Command::Help) => {
             print!("{HELP}");
             return ExitCode::SUCCESS;
@@ -146,7 +219,18 @@ fn main() -> ExitCode {
             eprintln!("live-sim: {line}");
         }
         drop(stdout);
-        // Serve until killed.
-        std::future::pending::<ExitCode>().await
+        match stats {
+            // Serve until killed, printing the counters.
+            Some(every) => {
+                let mut tick = tokio::time::interval(every);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    eprintln!("live-sim: stats: {}", sim.metrics());
+                }
+            }
+            // Serve until killed.
+            None => std::future::pending::<ExitCode>().await,
+        }
     })
 }

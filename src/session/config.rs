@@ -1,6 +1,9 @@
 //! Session configuration: endpoint and auth resolution, secrets, model capabilities.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::protocol::{Behavior, CloseCode, LiveError, Modality, Setup, model_resource, ws_path};
@@ -55,7 +58,59 @@ pub enum Auth {
     /// An ephemeral token (`auth_tokens/...`), sent as `Authorization: Token ...` to the
     /// `...Constrained` method.
     Token(Secret),
+    /// Ephemeral tokens fetched on the session runtime (never on the game thread): a new one
+    /// before each new session; resumptions reuse it until it is within 10 s of its
+    /// `expireTime`. Sent like [`Auth::Token`].
+    Provider(TokenProvider),
 }
+
+/// What a [`TokenProvider`] returns.
+pub type TokenFuture = Pin<Box<dyn Future<Output = Result<crate::protocol::AuthToken, crate::token::TokenError>> + Send>>;
+
+/// An async source of ephemeral tokens (e.g. a game backend's token server, see
+/// [`TokenProvider::token_server`]). Compared by identity.
+#[derive(Clone)]
+pub struct TokenProvider(Arc<dyn Fn() -> TokenFuture + Send + Sync>);
+
+impl TokenProvider {
+    /// A provider calling `fetch` for each token.
+    pub fn new<F, Fut>(fetch: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<crate::protocol::AuthToken, crate::token::TokenError>> + Send + 'static,
+    {
+        TokenProvider(Arc::new(move || Box::pin(fetch())))
+    }
+
+    /// Tokens from a token server: `POST url` answering with a token (see
+    /// [`crate::token::TokenServer`]).
+    pub fn token_server(url: impl Into<String>, client: crate::token::TokenClient) -> Self {
+        let url: Arc<str> = url.into().into();
+        TokenProvider::new(move || {
+            let (url, client) = (url.clone(), client.clone());
+            async move { client.fetch(&url).await }
+        })
+    }
+
+    /// Fetches a token.
+    pub fn fetch(&self) -> TokenFuture {
+        (self.0)()
+    }
+}
+
+impl fmt::Debug for TokenProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenProvider(..)")
+    }
+}
+
+impl PartialEq for TokenProvider {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for TokenProvider {}
 
 /// Where the configured endpoint came from (for diagnostics).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,7 +196,7 @@ pub fn normalize_base(url: &str) -> String {
 /// The full WebSocket URL for a base URL and auth (`v1alpha ... Constrained` for tokens).
 pub fn session_url(base_url: &str, auth: &Auth) -> String {
     let path = match auth {
-        Auth::Token(_) => ws_path("v1alpha", true),
+        Auth::Token(_) | Auth::Provider(_) => ws_path("v1alpha", true),
         _ => ws_path(crate::protocol::DEFAULT_API_VERSION, false),
     };
     format!("{}{path}", normalize_base(base_url))

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, TryRecvError};
+use crossbeam_channel::Receiver;
 use crossbeam_queue::ArrayQueue;
 use tokio::sync::{Notify, mpsc};
 
@@ -297,10 +297,7 @@ impl SessionHandle {
 
     /// The next event, if one is waiting. Never blocks.
     pub fn try_event(&self) -> Option<SessionEvent> {
-        match self.events.try_recv() {
-            Ok(e) => Some(e),
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
-        }
+        self.events.try_recv().ok()
     }
 
     /// Waits up to `timeout` for the next event (for tests and tools, not the game thread).

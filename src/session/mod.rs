@@ -41,7 +41,7 @@ use tokio::sync::mpsc;
 
 pub use config::{
     Auth, DEFAULT_MODEL, ENV_API_KEY, ENV_ENDPOINT, ENV_MODEL, EndpointSource, GEMINI_BASE_URL, ModelCapabilities,
-    ResolvedBackend, Secret, SessionConfig, normalize_base, resolve_backend, resolve_backend_from_env, resolve_model,
+    ResolvedBackend, Secret, SessionConfig, TokenFuture, TokenProvider, normalize_base, resolve_backend, resolve_backend_from_env, resolve_model,
     session_url,
 };
 pub use handle::{

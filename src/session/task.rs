@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use super::config::{ModelCapabilities, SessionConfig};
+use super::config::{Auth, ModelCapabilities, Secret, SessionConfig};
 use super::handle::{
     AudioSink, ConnectionState, EventSender, MicQueue, SessionCommand, SessionEvent, SessionMetrics, TextMode,
 };
@@ -73,6 +73,8 @@ pub(crate) struct SessionTask {
     /// BLOCKING calls not yet answered: streaming audio now would make the server close with
     /// 1008, so mic audio is withheld until they are answered.
     blocking_pending: Vec<String>,
+    /// With [`Auth::Provider`]: the token of the current session and its `expireTime`.
+    token: Option<(Secret, Option<std::time::SystemTime>)>,
 }
 
 #[cfg(feature = "tls")]
@@ -122,6 +124,7 @@ impl SessionTask {
             rng,
             non_blocking,
             blocking_pending: Vec::new(),
+            token: None,
         }
     }
 
@@ -239,8 +242,38 @@ impl SessionTask {
         }
     }
 
+    /// The credentials of the next connection: with a token provider, a fresh token for a new
+    /// session, the current one for a resumption (unless it is about to expire).
+    async fn connection_auth(&mut self) -> Result<Auth, LiveError> {
+        let Auth::Provider(provider) = &self.cfg.auth else {
+            return Ok(self.cfg.auth.clone());
+        };
+        let resuming = self.cfg.resumption && self.handle.is_some();
+        let soon = std::time::SystemTime::now() + Duration::from_secs(10);
+        if resuming
+            && let Some((token, expire)) = &self.token
+            && expire.is_none_or(|t| t > soon)
+        {
+            return Ok(Auth::Token(token.clone()));
+        }
+        let fetched = provider.fetch().await.map_err(|e| {
+            let text = format!("fetching an ephemeral token failed: {e}");
+            if e.is_retryable() {
+                LiveError::dropped(text)
+            } else {
+                LiveError::fatal(CloseCode::PolicyViolation, text)
+            }
+        })?;
+        let expire = fetched.expire_time.as_deref().and_then(crate::token::parse_rfc3339);
+        let secret = Secret::new(fetched.name);
+        self.token = Some((secret.clone(), expire));
+        debug!("fetched an ephemeral token for the session");
+        Ok(Auth::Token(secret))
+    }
+
     async fn connect_and_setup_inner(&mut self) -> Result<Ws, LiveError> {
-        let mut ws = super::transport::connect(&self.cfg, self.tls.clone()).await?;
+        let auth = self.connection_auth().await?;
+        let mut ws = super::transport::connect(&self.cfg, &auth, self.tls.clone()).await?;
         let setup = self.setup_message().to_json();
         SessionMetrics::add(&self.metrics.bytes_sent, setup.len() as u64);
         SessionMetrics::add(&self.metrics.messages_sent, 1);
@@ -252,16 +285,8 @@ impl SessionTask {
                 Some(Ok(frame)) => frame,
             };
             match frame {
-                Message::Text(t) => {
-                    if self.is_setup_complete(t.as_bytes()) {
-                        return Ok(ws);
-                    }
-                }
-                Message::Binary(b) => {
-                    if self.is_setup_complete(&b) {
-                        return Ok(ws);
-                    }
-                }
+                Message::Text(t) if self.is_setup_complete(t.as_bytes()) => return Ok(ws),
+                Message::Binary(b) if self.is_setup_complete(&b) => return Ok(ws),
                 Message::Close(frame) => return Err(close_error(frame)),
                 _ => {}
             }
@@ -424,7 +449,7 @@ impl SessionTask {
     /// the server cannot become resumable while a call is pending.
     fn send(&mut self, out: &mut Outbound, msg: ClientMessage<'static>) {
         let is_tool_response = matches!(msg, ClientMessage::ToolResponse(_));
-        if (out.switching && !is_tool_response) || (!self.held.is_empty() && !is_tool_response) {
+        if !is_tool_response && (out.switching || !self.held.is_empty()) {
             self.hold(msg);
             return;
         }
@@ -717,7 +742,7 @@ pub(crate) fn ws_error(e: &tungstenite::Error) -> LiveError {
         E::Url(u) => LiveError::fatal(CloseCode::Other(0), format!("invalid endpoint URL: {u}")),
         E::Tls(t) => LiveError::fatal(CloseCode::Other(1015), format!("TLS error: {t}")),
         // A certificate problem does not go away by retrying.
-        E::Io(io) if io.get_ref().is_some_and(|inner| is_tls_error(inner)) => {
+        E::Io(io) if io.get_ref().is_some_and(is_tls_error) => {
             LiveError::fatal(CloseCode::Other(1015), format!("TLS error: {io}"))
         }
         other => LiveError::dropped(other.to_string()),

@@ -36,8 +36,9 @@ pub fn tls_config(extra_root_pem: &[Vec<u8>]) -> Result<Arc<rustls::ClientConfig
     Ok(Arc::new(config))
 }
 
-/// Opens the WebSocket with auth headers. Keys go in headers, never in the URL.
-pub(crate) async fn connect(cfg: &SessionConfig, tls: Option<TlsConnector>) -> Result<Ws, LiveError> {
+/// Opens the WebSocket with auth headers. Keys go in headers, never in the URL. `auth` is
+/// `cfg.auth`, except that a token provider has already been replaced by the token it gave.
+pub(crate) async fn connect(cfg: &SessionConfig, auth: &Auth, tls: Option<TlsConnector>) -> Result<Ws, LiveError> {
     let url = cfg.url();
     let mut request = url
         .as_str()
@@ -46,8 +47,8 @@ pub(crate) async fn connect(cfg: &SessionConfig, tls: Option<TlsConnector>) -> R
     let header = |v: String| {
         HeaderValue::from_str(&v).map_err(|_| LiveError::fatal(CloseCode::InvalidArgument, "credential contains invalid characters"))
     };
-    match &cfg.auth {
-        Auth::None => {}
+    match auth {
+        Auth::None | Auth::Provider(_) => {}
         Auth::ApiKey(k) => {
             request.headers_mut().insert("x-goog-api-key", header(k.expose().to_owned())?);
         }

@@ -124,6 +124,8 @@ pub struct HistoryTurn {
     pub user: bool,
     /// What was said (for the model, only what was actually sent).
     pub text: String,
+    /// Context tokens the turn takes (text: characters / 4; audio: 25 per second).
+    pub tokens: u32,
 }
 
 /// Everything the model remembers: restored on session resumption.
@@ -141,21 +143,76 @@ pub struct Memory {
 
 /// History turns kept; older ones are forgotten.
 const MAX_HISTORY: usize = 200;
+/// Characters kept of one history turn.
+const MAX_TURN_CHARS: usize = 4096;
+/// Characters kept of the whole history (oldest turns are forgotten first).
+const MAX_HISTORY_CHARS: usize = 32 * 1024;
 /// Facts kept.
 const MAX_FACTS: usize = 64;
 
 impl Memory {
-    /// Appends a turn, forgetting the oldest beyond the bound.
+    /// Appends a turn (cut to 4096 bytes), forgetting the oldest turns beyond 200 turns or
+    /// 32 KiB in all.
     pub fn record(&mut self, user: bool, text: impl Into<String>) {
         let text = text.into();
+        let tokens = text_tokens(&text);
+        self.record_tokens(user, text, tokens);
+    }
+
+    /// [`Memory::record`] with the turn's context tokens given (audio turns count by duration).
+    pub fn record_tokens(&mut self, user: bool, text: impl Into<String>, tokens: u32) {
+        let mut text = text.into();
         if text.is_empty() {
             return;
         }
-        self.history.push(HistoryTurn { user, text });
-        if self.history.len() > MAX_HISTORY {
-            let excess = self.history.len() - MAX_HISTORY;
-            self.history.drain(..excess);
+        text.truncate(floor_char_boundary(&text, MAX_TURN_CHARS));
+        self.history.push(HistoryTurn { user, text, tokens });
+        let mut total: usize = self.history.iter().map(|t| t.text.len()).sum();
+        let mut excess = self.history.len().saturating_sub(MAX_HISTORY);
+        for turn in &self.history[excess..] {
+            if total <= MAX_HISTORY_CHARS {
+                break;
+            }
+            total -= turn.text.len();
+            excess += 1;
         }
+        self.history.drain(..excess.min(self.history.len()));
+    }
+
+    /// Context tokens of the history.
+    pub fn history_tokens(&self) -> u64 {
+        self.history.iter().map(|t| u64::from(t.tokens)).sum()
+    }
+
+    /// The sliding window of `contextWindowCompression`: drops the oldest turns until the
+    /// history takes at most `keep` tokens, then any model turns at its front (the window starts
+    /// with a user turn). Facts stated in dropped turns are forgotten: the facts are rebuilt
+    /// from the user turns that remain. Returns how many turns were dropped.
+    pub fn slide(&mut self, keep: u64) -> usize {
+        let mut total = self.history_tokens();
+        let mut drop = 0;
+        while drop < self.history.len() && total > keep {
+            total -= u64::from(self.history[drop].tokens);
+            drop += 1;
+        }
+        while drop < self.history.len() && !self.history[drop].user {
+            drop += 1;
+        }
+        if drop == 0 {
+            return 0;
+        }
+        self.history.drain(..drop);
+        self.facts.clear();
+        let stated: Vec<(String, String)> = self
+            .history
+            .iter()
+            .filter(|t| t.user)
+            .filter_map(|t| stated_fact(&t.text))
+            .collect();
+        for (key, value) in stated {
+            self.remember(key, value);
+        }
+        drop
     }
 
     fn remember(&mut self, key: String, value: String) {
@@ -218,6 +275,55 @@ impl Brain {
         }
         let reply = self.render(&intent);
         pad_short(reply, self.pick(99, FILLERS.len()))
+    }
+
+    /// Hears a user turn without answering it (proactive audio): a fact it states is still
+    /// remembered. Does not record history.
+    pub fn overhear(&mut self, user_text: &str) {
+        if let Some((key, value)) = stated_fact(user_text) {
+            self.memory.remember(key, value);
+        }
+    }
+
+    /// Whether a user turn is addressed to the character (the proactive-audio rule): it names the
+    /// character (a word of the persona's name, whole word, any case), or it is a question (a
+    /// `?`, or a sentence starting with a question word: who, what, where, when, why, how,
+    /// which, whose, can, could, would, will, shall, should, do, does, did, is, are, am, was,
+    /// were, may, have, has), or a sentence starts with a greeting (hello, hi, hey, greetings,
+    /// howdy, good morning / afternoon / evening). An audio turn the simulator could not
+    /// transcribe (`[speech N.Ns]`) counts as addressed.
+    ///
+    /// ```
+    /// use bevy_live_npc::sim::brain::{Brain, Persona};
+    /// let b = Brain::new(Persona::from_instruction("You are Mira, the village blacksmith."), 0);
+    /// assert!(b.addressed("Mira, a word please."));
+    /// assert!(b.addressed("where is the mill"));
+    /// assert!(b.addressed("Hello there."));
+    /// assert!(!b.addressed("The weather is nice today."));
+    /// ```
+    pub fn addressed(&self, user_text: &str) -> bool {
+        let t = user_text.trim();
+        if t.starts_with("[speech ") && t.ends_with("s]") {
+            return true;
+        }
+        if t.contains('?') {
+            return true;
+        }
+        let words = lower_words(t);
+        if let Some(name) = &self.persona.name {
+            let name_words = lower_words(name);
+            if name_words.iter().any(|n| words.contains(n)) {
+                return true;
+            }
+        }
+        t.split(['.', '!', ';', ',', '\n']).any(|sentence| {
+            let words = lower_words(sentence);
+            let first = words.first().map_or("", String::as_str);
+            let second = words.get(1).map_or("", String::as_str);
+            QUESTION_WORDS.contains(&first)
+                || GREETINGS.contains(&first)
+                || (first == "good" && ["morning", "afternoon", "evening", "day"].contains(&second))
+        })
     }
 
     /// What the model says while a `NON_BLOCKING` function runs.
@@ -348,6 +454,20 @@ const FALLBACK: &[&str] = &[
 ];
 /// Appended to a reply that would be shorter than about two seconds of speech.
 const FILLERS: &[&str] = &["What else can I do for you?", "Is there anything else on your mind?"];
+
+/// Words that make a sentence starting with them a question (the proactive-audio rule).
+const QUESTION_WORDS: &[&str] = &[
+    "who", "what", "where", "when", "why", "how", "which", "whose", "can", "could", "would", "will", "shall", "should",
+    "do", "does", "did", "is", "are", "am", "was", "were", "may", "have", "has", "what's", "where's", "who's", "how's",
+];
+
+/// Words that make a sentence starting with them a greeting (the proactive-audio rule).
+const GREETINGS: &[&str] = &["hello", "hi", "hey", "greetings", "howdy", "hail", "oi"];
+
+/// Context tokens of a text: characters / 4, rounded up.
+pub(crate) fn text_tokens(text: &str) -> u32 {
+    u32::try_from(text.chars().count().div_ceil(4)).unwrap_or(u32::MAX)
+}
 
 /// Replies shorter than this many words get a filler sentence (≈ 2 s of speech).
 const MIN_WORDS: usize = 7;
@@ -492,6 +612,15 @@ fn asked_fact(words: &[String]) -> Option<String> {
     None
 }
 
+/// The largest char boundary of `text` at or below `max`.
+pub(crate) fn floor_char_boundary(text: &str, max: usize) -> usize {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    end
+}
+
 /// A 64-bit mixing function (`SplitMix64`), for deterministic choices.
 pub(crate) fn splitmix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -600,6 +729,24 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn history_is_bounded() {
+        let mut m = Memory::default();
+        for i in 0..500 {
+            m.record(i % 2 == 0, "é".repeat(3000));
+        }
+        assert!(m.history.iter().map(|t| t.text.len()).sum::<usize>() <= MAX_HISTORY_CHARS);
+        assert!(
+            m.history
+                .iter()
+                .all(|t| t.text.len() <= MAX_TURN_CHARS && !t.text.is_empty())
+        );
+        for _ in 0..500 {
+            m.record(true, "hi");
+        }
+        assert_eq!(m.history.len(), MAX_HISTORY);
     }
 
     #[test]

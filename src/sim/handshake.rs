@@ -13,6 +13,8 @@ pub(crate) struct ConnectInfo {
     /// Every credential the request carried (query `key`, `x-goog-api-key`, query
     /// `access_token`, `Authorization: Token ...`).
     pub credentials: Vec<String>,
+    /// The first credential that is an ephemeral token (`auth_tokens/...`).
+    pub token: Option<String>,
 }
 
 /// The result of checking credentials against the configured key.
@@ -118,10 +120,13 @@ fn credentials(req: &Request) -> Vec<String> {
 /// (answered with [`not_found`]).
 pub(crate) fn check(req: &Request) -> Option<ConnectInfo> {
     let (version, constrained) = parse_path(req.uri().path())?;
+    let credentials = credentials(req);
+    let token = credentials.iter().find(|c| c.starts_with("auth_tokens/")).cloned();
     Some(ConnectInfo {
         version,
         constrained,
-        credentials: credentials(req),
+        credentials,
+        token,
     })
 }
 
@@ -167,6 +172,7 @@ mod tests {
             version: "v1".into(),
             constrained: false,
             credentials: vec![],
+            token: None,
         };
         assert_eq!(info.auth(Some("k")), Auth::Missing);
         assert_eq!(info.auth(None), Auth::Ok);

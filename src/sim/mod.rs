@@ -18,12 +18,16 @@
 
 pub mod brain;
 mod conn;
+mod espeak;
 mod handshake;
+mod metrics;
 mod output;
 pub mod script;
 mod session;
 mod store;
+mod stream;
 mod tls;
+mod tokens;
 pub mod tools;
 pub mod vad;
 pub mod voice;
@@ -32,7 +36,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bevy::log::{info, warn};
 use thiserror::Error;
@@ -42,12 +46,17 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
 
+pub use espeak::VoiceEngine;
+pub use metrics::{SimMetrics, TimingStats};
 pub use script::{Fault, FaultAction, Rule, Scenario, ScriptError, ScriptedCall};
 pub use session::DEFAULT_VOICE;
+pub use tokens::{TOKEN_EXPIRED, TOKEN_NEW_SESSIONS_EXPIRED, TOKEN_USED_UP};
 
 use conn::Io;
+use metrics::Metrics;
 use store::Store;
 use tls::CaFile;
+use tokens::TokenStore;
 
 /// The Live model ids the simulator accepts (with or without `models/`), live-protocol.md §7.
 pub const MODELS: &[&str] = &[
@@ -98,13 +107,34 @@ pub(crate) struct SimConfig {
     pub strict: bool,
     pub chunk: Duration,
     pub lead: Duration,
+    /// Session length without `contextWindowCompression`: audio only.
+    pub limit_audio: Duration,
+    /// Session length without `contextWindowCompression`: once video has been sent.
+    pub limit_video: Duration,
+    pub voice_engine: VoiceEngine,
 }
 
 /// State shared by the connections of one simulator.
 pub(crate) struct Shared {
     pub config: SimConfig,
     pub store: Store,
+    pub tokens: TokenStore,
+    pub metrics: Metrics,
     connections: AtomicU64,
+    /// Milliseconds the token clock runs ahead of the system clock ([`LiveSim::advance_clock`]).
+    clock_offset_ms: AtomicU64,
+}
+
+impl Shared {
+    /// The simulator's wall clock (token times): the system clock plus any test offset.
+    pub fn wall_now(&self) -> SystemTime {
+        SystemTime::now() + Duration::from_millis(self.clock_offset_ms.load(Ordering::Relaxed))
+    }
+
+    /// Counts a new WebSocket connection; returns its number (1-based).
+    pub fn next_connection(&self) -> u64 {
+        self.connections.fetch_add(1, Ordering::Relaxed) + 1
+    }
 }
 
 /// Configures and starts a [`LiveSim`]. Every setting has a default that behaves like the
@@ -133,6 +163,9 @@ impl Default for LiveSimBuilder {
                 strict: true,
                 chunk: Duration::from_millis(40),
                 lead: Duration::from_millis(200),
+                limit_audio: Duration::from_secs(15 * 60),
+                limit_video: Duration::from_secs(2 * 60),
+                voice_engine: VoiceEngine::Builtin,
             },
         }
     }
@@ -214,6 +247,24 @@ impl LiveSimBuilder {
         self
     }
 
+    /// Session-length limits of sessions without `contextWindowCompression`: `audio` for
+    /// audio-only sessions (default 15 minutes), `video` once the client has sent video (default
+    /// 2 minutes), counted from the session's start across its connections (not scaled by the
+    /// pace). At the limit the session ends: close 1011 `Deadline expired before operation could
+    /// complete.`, and its handles stop working.
+    pub fn session_limits(mut self, audio: Duration, video: Duration) -> Self {
+        self.config.limit_audio = audio;
+        self.config.limit_video = video;
+        self
+    }
+
+    /// The model's voice: the built-in formant synthesizer (default, what tests use) or espeak-ng
+    /// when installed (intelligible; falls back to the built-in voice when it cannot run).
+    pub fn voice_engine(mut self, engine: VoiceEngine) -> Self {
+        self.config.voice_engine = engine;
+        self
+    }
+
     fn validate(&self) -> Result<(), SimError> {
         let c = &self.config;
         if !c.pace.is_finite() || !(0.0..=MAX_PACE).contains(&c.pace) {
@@ -227,6 +278,8 @@ impl LiveSimBuilder {
             ("go-away notice", c.go_away_notice),
             ("send-ahead", c.lead),
             ("handle lifetime", self.handle_ttl),
+            ("audio session limit", c.limit_audio),
+            ("video session limit", c.limit_video),
         ] {
             if d > MAX_DURATION {
                 return Err(SimError::Config(format!(
@@ -240,8 +293,10 @@ impl LiveSimBuilder {
                 c.chunk
             )));
         }
-        if c.lifetime.is_zero() {
-            return Err(SimError::Config("the connection lifetime must be positive".to_owned()));
+        if c.lifetime.is_zero() || c.limit_audio.is_zero() || c.limit_video.is_zero() {
+            return Err(SimError::Config(
+                "the connection lifetime and the session limits must be positive".to_owned(),
+            ));
         }
         if let Some(s) = &c.scenario {
             s.validate().map_err(|e| SimError::Config(e.to_string()))?;
@@ -270,7 +325,10 @@ impl LiveSimBuilder {
         let shared = Arc::new(Shared {
             config: self.config,
             store: Store::new(self.handle_ttl),
+            tokens: TokenStore::default(),
+            metrics: Metrics::default(),
             connections: AtomicU64::new(0),
+            clock_offset_ms: AtomicU64::new(0),
         });
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(accept_loop(listener, shared.clone(), acceptor, stopped));
@@ -385,9 +443,34 @@ impl LiveSim {
         self.ca.as_ref().map(CaFile::path)
     }
 
-    /// How many connections have been accepted so far.
+    /// How many WebSocket connections have been accepted so far (token requests do not count).
     pub fn connections(&self) -> u64 {
         self.shared.connections.load(Ordering::Relaxed)
+    }
+
+    /// The REST base URL for minting tokens: `http://127.0.0.1:PORT` (or `https://`), to which
+    /// `/v1alpha/auth_tokens` is appended.
+    pub fn rest_url(&self) -> String {
+        let base = self.base_url();
+        match base.strip_prefix("wss://") {
+            Some(rest) => format!("https://{rest}"),
+            None => format!("http://{}", base.trim_start_matches("ws://")),
+        }
+    }
+
+    /// A snapshot of the counters: connections, sessions, messages, bytes, turns, timing, tokens.
+    pub fn metrics(&self) -> SimMetrics {
+        self.shared.metrics.snapshot(self.connections())
+    }
+
+    /// Moves the simulator's wall clock forward by `by` (for tests of token expiry; the
+    /// playback clock, lifetimes and session limits are not affected).
+    pub fn advance_clock(&self, by: Duration) {
+        let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        let _ = self
+            .shared
+            .clock_offset_ms
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_add(ms)));
     }
 
     /// Stops accepting, ends every connection and waits for the server task.
@@ -429,8 +512,7 @@ async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok((tcp, _peer)) => {
                     let _ = tcp.set_nodelay(true);
-                    let n = shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
-                    connections.spawn(connection(tcp, shared.clone(), tls.clone(), n));
+                    connections.spawn(connection(tcp, shared.clone(), tls.clone()));
                 }
                 Err(e) => {
                     // Out of descriptors and the like: wait instead of spinning.
@@ -447,14 +529,14 @@ async fn accept_loop(
     }
 }
 
-async fn connection(tcp: TcpStream, shared: Arc<Shared>, tls: Option<TlsAcceptor>, n: u64) {
+async fn connection(tcp: TcpStream, shared: Arc<Shared>, tls: Option<TlsAcceptor>) {
     let stream: Box<dyn Io> = match tls {
         None => Box::new(tcp),
         Some(acceptor) => match timeout(conn::HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
             Ok(Ok(stream)) => Box::new(stream),
-            Ok(Err(e)) => return bevy::log::debug!("live-sim: #{n} TLS handshake failed: {e}"),
-            Err(_) => return bevy::log::debug!("live-sim: #{n} TLS handshake timed out"),
+            Ok(Err(e)) => return bevy::log::debug!("live-sim: TLS handshake failed: {e}"),
+            Err(_) => return bevy::log::debug!("live-sim: TLS handshake timed out"),
         },
     };
-    conn::serve(stream, shared, n).await;
+    conn::serve(stream, shared).await;
 }

@@ -67,6 +67,10 @@ pub(crate) struct Generation {
     pub after_tools: Option<String>,
     /// Seconds of user audio that prompted the turn (for `usageMetadata`).
     pub prompt_audio: f64,
+    /// When the turn began (the user's turn had just ended).
+    pub started: Instant,
+    /// Whether the first audio (or text) chunk has gone out.
+    pub first_out: bool,
 }
 
 impl Generation {
@@ -83,6 +87,8 @@ impl Generation {
             results: Vec::new(),
             after_tools: None,
             prompt_audio,
+            started: now,
+            first_out: false,
         }
     }
 

@@ -72,8 +72,11 @@ pub struct ScriptedCall {
 #[serde(deny_unknown_fields)]
 pub struct Fault {
     /// Fires right after the server has sent this many messages on the connection
-    /// (`setupComplete` is message 1).
+    /// (`setupComplete` is message 1; 0 = when the connection opens).
     pub after_messages: Option<u64>,
+    /// Fires right after the N-th `toolCall` message of the connection (1-based).
+    #[serde(default)]
+    pub after_tool_calls: Option<u32>,
     /// Fires in the N-th model turn of the connection (1-based)...
     pub turn: Option<u32>,
     /// ...after this many of its audio (or text) chunks have been sent (0 = at its start).
@@ -83,6 +86,20 @@ pub struct Fault {
     pub connection: Option<u64>,
     /// What happens.
     pub action: FaultAction,
+}
+
+impl Fault {
+    /// A fault that fires when each connection opens (`after_messages: 0`), on every connection.
+    pub fn at_start(action: FaultAction) -> Fault {
+        Fault {
+            after_messages: Some(0),
+            after_tool_calls: None,
+            turn: None,
+            after_chunks: 0,
+            connection: None,
+            action,
+        }
+    }
 }
 
 /// What a fault does.
@@ -107,7 +124,55 @@ pub enum FaultAction {
     },
     /// Send a binary frame that is not valid JSON; the session goes on.
     MalformedFrame,
+    /// From now on, every server message is delayed by `ms` plus a uniform random `0..=jitter_ms`
+    /// (latency, not throughput: messages keep their order and are not serialized behind each
+    /// other's delays).
+    Delay {
+        /// Fixed delay in milliseconds.
+        ms: u64,
+        /// Random extra delay, up to this many milliseconds.
+        #[serde(default)]
+        jitter_ms: u64,
+    },
+    /// From now on, each audio chunk goes out as `parts` messages (2–16).
+    SplitChunks {
+        /// Messages per chunk.
+        parts: u32,
+    },
+    /// From now on, `count` consecutive audio chunks (2–32) go out as one message (pending audio
+    /// is flushed before any other message).
+    MergeChunks {
+        /// Chunks per message.
+        count: u32,
+    },
+    /// Send one valid JSON frame of `bytes` bytes (default 16 MiB + 1: one byte over the session
+    /// client's default limit; at most 32 MiB): a `modelTurn` text part padded with spaces.
+    OversizedFrame {
+        /// Frame size in bytes.
+        #[serde(default)]
+        bytes: Option<usize>,
+    },
+    /// The server stops reading the socket, for `pause_ms` or (without it) for good: the
+    /// client's writes back up, its pings go unanswered; output goes on.
+    SlowReader {
+        /// How long to stop reading (milliseconds); absent = for good.
+        #[serde(default)]
+        pause_ms: Option<u64>,
+    },
+    /// The server never answers `setup` (nor anything after it); pings are still answered.
+    /// Only with `after_messages: 0`.
+    NoSetupComplete,
+    /// From now on, the server answers pings `delay_ms` late (other frames are not delayed).
+    SlowPongs {
+        /// Pong delay in milliseconds.
+        delay_ms: u64,
+    },
 }
+
+/// Largest `oversized_frame` size.
+pub const MAX_OVERSIZED_FRAME: usize = 32 << 20;
+/// Default `oversized_frame` size: one byte over the session client's default frame limit.
+pub const DEFAULT_OVERSIZED_FRAME: usize = (16 << 20) + 1;
 
 /// A scenario that could not be loaded.
 #[derive(Debug, Error)]
@@ -176,12 +241,17 @@ impl Scenario {
         }
         for (i, fault) in self.faults.iter().enumerate() {
             let bad = |msg: &str| Err(ScriptError::Invalid(format!("faults[{i}]: {msg}")));
-            match (fault.after_messages, fault.turn) {
-                (None, None) => return bad("needs `after_messages` or `turn`"),
-                (Some(_), Some(_)) => return bad("has both `after_messages` and `turn`"),
-                (Some(_), None) if fault.after_chunks != 0 => return bad("`after_chunks` needs `turn`"),
-                (None, Some(0)) => return bad("`turn` counts from 1"),
-                _ => {}
+            let triggers = [fault.after_messages.is_some(), fault.turn.is_some(), fault.after_tool_calls.is_some()];
+            match triggers.iter().filter(|t| **t).count() {
+                0 => return bad("needs `after_messages`, `turn` or `after_tool_calls`"),
+                1 => {}
+                _ => return bad("has more than one of `after_messages`, `turn`, `after_tool_calls`"),
+            }
+            if fault.turn.is_none() && fault.after_chunks != 0 {
+                return bad("`after_chunks` needs `turn`");
+            }
+            if fault.turn == Some(0) || fault.after_tool_calls == Some(0) {
+                return bad("`turn` and `after_tool_calls` count from 1");
             }
             if let FaultAction::GoAway { time_left_ms: Some(ms) } = fault.action
                 && ms > 86_400_000
@@ -190,6 +260,30 @@ impl Scenario {
             }
             if fault.connection == Some(0) {
                 return bad("`connection` counts from 1");
+            }
+            match fault.action {
+                FaultAction::NoSetupComplete if fault.after_messages != Some(0) => {
+                    return bad("`no_setup_complete` needs `after_messages: 0`");
+                }
+                FaultAction::Delay { ms, jitter_ms } if ms > 60_000 || jitter_ms > 60_000 => {
+                    return bad("`ms` and `jitter_ms` must be at most 60000");
+                }
+                FaultAction::SplitChunks { parts } if !(2..=16).contains(&parts) => {
+                    return bad("`parts` must be 2–16");
+                }
+                FaultAction::MergeChunks { count } if !(2..=32).contains(&count) => {
+                    return bad("`count` must be 2–32");
+                }
+                FaultAction::OversizedFrame { bytes: Some(b) } if !(64..=MAX_OVERSIZED_FRAME).contains(&b) => {
+                    return bad("`bytes` must be 64 to 33554432");
+                }
+                FaultAction::SlowReader { pause_ms: Some(ms) } if ms > 3_600_000 => {
+                    return bad("`pause_ms` must be at most one hour");
+                }
+                FaultAction::SlowPongs { delay_ms } if delay_ms > 600_000 => {
+                    return bad("`delay_ms` must be at most 600000");
+                }
+                _ => {}
             }
             if let FaultAction::Close { code, .. } = fault.action
                 && (!(1000..=4999).contains(&code) || matches!(code, 1004..=1006 | 1015))
@@ -244,6 +338,9 @@ mod tests {
             r#"{"faults": [{"action": "drop"}]}"#,
             r#"{"faults": [{"after_messages": 1, "after_chunks": 2, "action": "drop"}]}"#,
             r#"{"faults": [{"turn": 1, "action": {"close": {"code": 1006}}}]}"#,
+            r#"{"faults": [{"after_messages": 1, "action": "no_setup_complete"}]}"#,
+            r#"{"faults": [{"after_messages": 0, "action": {"split_chunks": {"parts": 1}}}]}"#,
+            r#"{"faults": [{"after_messages": 0, "action": {"oversized_frame": {"bytes": 1}}}]}"#,
         ] {
             assert!(
                 matches!(Scenario::from_json_str(bad), Err(ScriptError::Invalid(_))),
@@ -258,9 +355,17 @@ mod tests {
             r#"{"faults": [
                 {"after_messages": 1, "action": "malformed_frame"},
                 {"turn": 1, "action": {"go_away": {"time_left_ms": 500}}},
-                {"turn": 2, "connection": 1, "action": {"go_away": {}}}
+                {"turn": 2, "connection": 1, "action": {"go_away": {}}},
+                {"after_messages": 0, "action": {"delay": {"ms": 20, "jitter_ms": 5}}},
+                {"after_messages": 0, "action": "no_setup_complete"},
+                {"after_messages": 3, "action": {"slow_reader": {}}},
+                {"after_messages": 3, "action": {"slow_pongs": {"delay_ms": 500}}},
+                {"turn": 1, "action": {"merge_chunks": {"count": 4}}},
+                {"turn": 1, "action": {"oversized_frame": {}}}
             ]}"#,
         )?;
+        assert_eq!(s.faults[3].action, FaultAction::Delay { ms: 20, jitter_ms: 5 });
+        assert_eq!(s.faults[8].action, FaultAction::OversizedFrame { bytes: None });
         assert_eq!(s.faults[0].action, FaultAction::MalformedFrame);
         assert_eq!(
             s.faults[1].action,
@@ -268,8 +373,8 @@ mod tests {
                 time_left_ms: Some(500)
             }
         );
-        assert_eq!(s.faults_for(2).len(), 2);
-        assert_eq!(s.faults_for(1).len(), 3);
+        assert_eq!(s.faults_for(2).len(), 8);
+        assert_eq!(s.faults_for(1).len(), 9);
         Ok(())
     }
 

@@ -16,13 +16,16 @@ use crate::protocol::{
 };
 
 use super::Shared;
-use super::brain::{Brain, Persona, ToolOutcome, splitmix};
+use super::brain::{Brain, Persona, ToolOutcome, floor_char_boundary, splitmix, text_tokens};
 use super::handshake::{Auth, ConnectInfo};
+use super::metrics::{dec, inc};
 use super::output::{Generation, Item, Phase};
-use super::script::{Fault, FaultAction, Rule};
+use super::script::{DEFAULT_OVERSIZED_FRAME, Fault, FaultAction, Rule};
 use super::store::{ResumeError, Snapshot};
+use super::tokens::constrain;
 use super::tools::{self, PlannedCall};
 use super::vad::{Vad, VadConfig, VadEvent};
+use super::VoiceEngine;
 use super::voice::{VOICE_SAMPLE_RATE, Voice};
 
 /// The voice used when the setup names none.
@@ -34,10 +37,15 @@ const MAX_PENDING_CALLS: usize = 256;
 const MAX_QUEUED_TURNS: usize = 8;
 const MAX_QUEUED_RESULTS: usize = 32;
 const MAX_PENDING_TEXT: usize = 64 * 1024;
+/// Longest user text of a turn (bytes); the rest is ignored.
+const MAX_USER_TEXT: usize = 16 * 1024;
 /// Longest reply the voice synthesizes (characters); longer scripted replies are cut.
 const MAX_REPLY_CHARS: usize = 4000;
 /// Audio tokens per second (live-protocol.md §5).
 const AUDIO_TOKENS_PER_SEC: f64 = 25.0;
+/// The context window of the Live models (live-protocol.md §6.5): the default
+/// `triggerTokens` is 80 % of it, the default `targetTokens` half of the trigger.
+const CONTEXT_WINDOW: u64 = 131_072;
 
 /// What the socket side must do.
 #[derive(Debug, PartialEq)]
@@ -48,24 +56,88 @@ pub(crate) enum Out {
     Close(u16, String),
     /// Drop the TCP connection without a close frame.
     Drop,
+    /// `delay` fault: delay every later frame by `delay` plus up to `jitter`.
+    Latency {
+        /// Fixed part.
+        delay: Duration,
+        /// Random part, up to this.
+        jitter: Duration,
+    },
+    /// `slow_reader` fault: stop reading for this long (`None`: for good).
+    PauseReading(Option<Duration>),
+    /// `slow_pongs` fault: answer pings this late.
+    SlowPongs(Duration),
+}
+
+/// How audio chunks are framed (`split_chunks` / `merge_chunks` faults).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Chunking {
+    Normal,
+    Split(u32),
+    Merge(u32),
 }
 
 /// Everything the connection sends, its lifetime, and the faults that watch both.
 pub(crate) struct Outbox {
     out: Vec<Out>,
     sent: u64,
+    /// `toolCall` messages sent on this connection.
+    tool_calls: u32,
     closing: bool,
     faults: Vec<Fault>,
     now: Instant,
     deadline: Instant,
     go_away_at: Option<Instant>,
     notice: Duration,
+    chunking: Chunking,
+    /// Merged audio waiting to go out.
+    merge_buf: Vec<i16>,
+    merged: u32,
+    /// The session-length limit (none with `contextWindowCompression`).
+    session_limit: Option<Instant>,
+    /// The session ended at its length limit.
+    session_over: bool,
+    /// `no_setup_complete`: `setup` (and everything after) is ignored.
+    ignore_setup: bool,
 }
 
 impl Outbox {
     fn send(&mut self, msg: ServerMessage<'_>) {
         if !self.closing {
+            self.flush_audio();
             self.frame(msg.to_vec());
+        }
+    }
+
+    /// One model audio chunk, framed as the chunking faults say.
+    fn audio(&mut self, chunk: &[i16]) {
+        match self.chunking {
+            Chunking::Normal => self.content(audio_content(chunk)),
+            Chunking::Split(parts) => {
+                let size = chunk.len().div_ceil(parts.max(1) as usize).max(1);
+                for part in chunk.chunks(size) {
+                    self.content(audio_content(part));
+                }
+            }
+            Chunking::Merge(count) => {
+                self.merge_buf.extend_from_slice(chunk);
+                self.merged += 1;
+                if self.merged >= count {
+                    self.flush_audio();
+                }
+            }
+        }
+    }
+
+    /// Sends merged audio that is waiting.
+    fn flush_audio(&mut self) {
+        if self.merge_buf.is_empty() {
+            return;
+        }
+        let pcm = std::mem::take(&mut self.merge_buf);
+        self.merged = 0;
+        if !self.closing {
+            self.frame(ServerMessage::from(ServerPayload::ServerContent(audio_content(&pcm))).to_vec());
         }
     }
 
@@ -89,6 +161,13 @@ impl Outbox {
             self.closing = true;
             self.out.push(Out::Close(code, truncate_reason(reason)));
         }
+    }
+
+    /// A `toolCall` message has been sent.
+    fn tool_call_sent(&mut self) {
+        self.tool_calls += 1;
+        let n = self.tool_calls;
+        self.fire(|f| f.after_tool_calls == Some(n));
     }
 
     /// A point in a model turn: `chunks` chunks of turn `turn` have been sent.
@@ -123,6 +202,19 @@ impl Outbox {
                 self.go_away(left);
             }
             FaultAction::MalformedFrame => self.frame(MALFORMED.to_vec()),
+            FaultAction::Delay { ms, jitter_ms } => self.out.push(Out::Latency {
+                delay: Duration::from_millis(ms),
+                jitter: Duration::from_millis(jitter_ms),
+            }),
+            FaultAction::SplitChunks { parts } => {
+                self.flush_audio();
+                self.chunking = Chunking::Split(parts);
+            }
+            FaultAction::MergeChunks { count } => self.chunking = Chunking::Merge(count),
+            FaultAction::OversizedFrame { bytes } => self.frame(oversized(bytes.unwrap_or(DEFAULT_OVERSIZED_FRAME))),
+            FaultAction::SlowReader { pause_ms } => self.out.push(Out::PauseReading(pause_ms.map(Duration::from_millis))),
+            FaultAction::NoSetupComplete => self.ignore_setup = true,
+            FaultAction::SlowPongs { delay_ms } => self.out.push(Out::SlowPongs(Duration::from_millis(delay_ms))),
         }
     }
 
@@ -131,12 +223,16 @@ impl Outbox {
         self.payload(ServerPayload::GoAway(GoAway { time_left: Some(left) }));
     }
 
-    /// Sends `goAway` when due (only once set up) and closes at the deadline.
+    /// Sends `goAway` when due (only once set up) and closes at the deadline or at the
+    /// session-length limit.
     fn lifetime(&mut self, set_up: bool) {
         if self.closing {
             return;
         }
-        if self.now >= self.deadline {
+        if self.session_limit.is_some_and(|t| self.now >= t) {
+            self.session_over = true;
+            self.close(1011, reasons::DEADLINE_EXPIRED);
+        } else if self.now >= self.deadline {
             self.close(1011, reasons::DEADLINE_EXPIRED);
         } else if set_up && self.go_away_at.is_some_and(|t| self.now >= t) {
             self.go_away(self.deadline - self.now);
@@ -144,11 +240,35 @@ impl Outbox {
     }
 
     fn wakeup(&self, set_up: bool) -> Instant {
-        match self.go_away_at {
+        let life = match self.go_away_at {
             Some(t) if set_up => t.min(self.deadline),
             _ => self.deadline,
-        }
+        };
+        self.session_limit.map_or(life, |l| l.min(life))
     }
+}
+
+/// A `serverContent` carrying one chunk of model audio.
+fn audio_content(pcm: &[i16]) -> ServerContent<'static> {
+    ServerContent {
+        model_turn: Some(Content {
+            role: None,
+            parts: vec![Part::inline(Blob::pcm16(pcm, VOICE_SAMPLE_RATE))],
+        }),
+        ..Default::default()
+    }
+}
+
+/// A valid JSON frame of exactly `bytes` bytes (at least the frame without padding).
+fn oversized(bytes: usize) -> Vec<u8> {
+    let open = br#"{"serverContent":{"modelTurn":{"parts":[{"text":""#;
+    let close = br#""}]}}}"#;
+    let pad = bytes.saturating_sub(open.len() + close.len());
+    let mut out = Vec::with_capacity(open.len() + pad + close.len());
+    out.extend_from_slice(open);
+    out.resize(open.len() + pad, b' ');
+    out.extend_from_slice(close);
+    out
 }
 
 /// One connection: before setup, the handshake's facts; after, the [`Active`] session.
@@ -159,6 +279,8 @@ pub(crate) struct Core {
     ob: Outbox,
     active: Option<Active>,
     released: bool,
+    /// The `expireTime` of the connection's ephemeral token.
+    token_expire: Option<std::time::SystemTime>,
 }
 
 impl Core {
@@ -170,28 +292,43 @@ impl Core {
         let ob = Outbox {
             out: Vec::new(),
             sent: 0,
+            tool_calls: 0,
             closing: false,
             faults,
             now,
             deadline,
             go_away_at,
             notice: cfg.go_away_notice,
+            chunking: Chunking::Normal,
+            merge_buf: Vec::new(),
+            merged: 0,
+            session_limit: None,
+            session_over: false,
+            ignore_setup: false,
         };
-        Core {
+        let mut core = Core {
             shared,
             conn,
             info,
             ob,
             active: None,
             released: false,
-        }
+            token_expire: None,
+        };
+        // Faults that fire when the connection opens.
+        core.ob.fire(|f| f.after_messages == Some(0));
+        core
     }
 
     /// Handles one client frame (text or binary).
     pub fn on_frame(&mut self, bytes: &[u8], now: Instant) {
         self.ob.now = now;
-        if self.ob.closing {
+        if self.ob.closing || self.ob.ignore_setup {
             return;
+        }
+        if self.token_expire.is_some_and(|t| self.shared.wall_now() >= t) {
+            inc(&self.shared.metrics.token_refusals);
+            return self.ob.close(1008, super::TOKEN_EXPIRED);
         }
         let Some(active) = &mut self.active else {
             return self.before_setup(bytes);
@@ -208,6 +345,15 @@ impl Core {
     pub fn on_tick(&mut self, now: Instant) {
         self.ob.now = now;
         self.ob.lifetime(self.active.is_some());
+        if self.ob.session_over {
+            self.ob.session_over = false;
+            if let Some(active) = &self.active {
+                // The session is over: its handles no longer resume it.
+                self.shared.store.end_session(active.session);
+                inc(&self.shared.metrics.session_limits);
+                debug!("live-sim: #{} session length limit reached", self.conn);
+            }
+        }
         if let Some(active) = self.active.as_mut().filter(|_| !self.ob.closing) {
             active.tick(&mut self.ob);
         }
@@ -248,15 +394,28 @@ impl Core {
     pub fn release(&mut self) {
         if let (Some(active), false) = (&self.active, self.released) {
             self.shared.store.release(active.session, self.conn);
+            dec(&self.shared.metrics.sessions_active);
         }
         self.released = true;
     }
 
     fn before_setup(&mut self, bytes: &[u8]) {
-        match self.info.auth(self.shared.config.api_key.as_deref()) {
+        let auth = match &self.info.token {
+            // Tokens only work on `...Constrained`; elsewhere they are not a valid key.
+            Some(_) if !self.info.constrained => Auth::Invalid,
+            Some(t) if self.shared.tokens.knows(t) => Auth::Ok,
+            Some(_) => Auth::Invalid,
+            None => self.info.auth(self.shared.config.api_key.as_deref()),
+        };
+        match auth {
             Auth::Ok => {}
             Auth::Missing => return self.ob.close(1008, reasons::UNREGISTERED_CALLER),
-            Auth::Invalid => return self.ob.close(1007, reasons::API_KEY_INVALID),
+            Auth::Invalid => {
+                if self.info.token.is_some() {
+                    inc(&self.shared.metrics.token_refusals);
+                }
+                return self.ob.close(1007, reasons::API_KEY_INVALID);
+            }
         }
         match parse(bytes, self.shared.config.strict) {
             Err(e) => self.ob.close(1007, &e.server_reason()),
@@ -267,6 +426,34 @@ impl Core {
     }
 
     fn setup(&mut self, setup: Setup<'_>) {
+        let constrained;
+        let setup = match self.info.token.clone().filter(|_| self.info.constrained) {
+            None => &setup,
+            Some(token) => {
+                let resuming = setup
+                    .session_resumption
+                    .as_ref()
+                    .and_then(|r| r.handle.as_deref())
+                    .is_some_and(|h| !h.is_empty());
+                match self.shared.tokens.begin(&token, self.shared.wall_now(), !resuming) {
+                    Err(refusal) => {
+                        inc(&self.shared.metrics.token_refusals);
+                        let (code, reason) = refusal.close();
+                        return self.ob.close(code, reason);
+                    }
+                    Ok(constraint) => {
+                        self.token_expire = Some(constraint.expire);
+                        match constrain(&setup, &constraint) {
+                            Some(s) => {
+                                constrained = s;
+                                &constrained
+                            }
+                            None => return self.ob.close(1007, reasons::INVALID_ARGUMENT),
+                        }
+                    }
+                }
+            }
+        };
         let model = model_resource(&setup.model);
         let id = model.trim_start_matches("models/");
         if !super::MODELS.contains(&id) {
@@ -274,7 +461,7 @@ impl Core {
                 .ob
                 .close(1008, &reasons::model_not_found(&model, &self.info.version));
         }
-        let Some(text_mode) = text_modality(&setup) else {
+        let Some(text_mode) = text_modality(setup) else {
             return self.ob.close(1007, reasons::INVALID_ARGUMENT);
         };
         let handle = setup.session_resumption.as_ref().and_then(|r| r.handle.as_deref());
@@ -291,7 +478,12 @@ impl Core {
                 Err(ResumeError::Busy) => return self.ob.close(1011, reasons::INTERNAL),
             },
         };
-        let active = Active::new(self.shared.clone(), &setup, model, text_mode, session, memory);
+        let resumed = memory.is_some();
+        let active = Active::new(self.shared.clone(), setup, model, text_mode, session, memory);
+        let metrics = &self.shared.metrics;
+        inc(if resumed { &metrics.sessions_resumed } else { &metrics.sessions_started });
+        inc(&metrics.sessions_active);
+        self.ob.session_limit = active.session_limit();
         self.ob.payload(ServerPayload::SetupComplete(SetupComplete::default()));
         active.resumption_update(&mut self.ob, true);
         self.active = Some(active);
@@ -359,7 +551,8 @@ struct UserTurn {
 }
 
 impl UserTurn {
-    fn text(text: String) -> UserTurn {
+    fn text(mut text: String) -> UserTurn {
+        text.truncate(floor_char_boundary(&text, MAX_USER_TEXT));
         UserTurn {
             text,
             audio_secs: 0.0,
@@ -415,6 +608,9 @@ impl Input {
 /// How the model speaks.
 struct Speaker {
     voice: Voice,
+    engine: VoiceEngine,
+    /// BCP-47 language of the voice (for espeak-ng).
+    language: Option<String>,
     text_mode: bool,
     transcripts: bool,
     chunk: usize,
@@ -423,15 +619,12 @@ struct Speaker {
 
 impl Speaker {
     fn speak(&self, current: &mut Generation, text: &str, salt: u64) {
-        let mut end = text.len().min(MAX_REPLY_CHARS);
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        let text = &text[..end];
+        let text = &text[..floor_char_boundary(text, MAX_REPLY_CHARS)];
         if self.text_mode {
             current.queue_text(text);
         } else {
-            let samples = self.voice.synthesize(text, splitmix(self.seed ^ salt));
+            let samples = super::espeak::synthesize(&self.engine, &self.voice, self.language.as_deref(), text)
+                .unwrap_or_else(|| self.voice.synthesize(text, splitmix(self.seed ^ salt)));
             current.queue_audio(text, &samples, self.chunk, self.transcripts);
         }
     }
@@ -453,9 +646,19 @@ struct Active {
     current: Option<Generation>,
     pending: Vec<PendingCall>,
     calls_made: u64,
+    /// Recently cancelled call ids: their late responses are ignored.
+    cancelled: VecDeque<String>,
     idle_results: Vec<(String, ToolOutcome)>,
     queued: VecDeque<UserTurn>,
     model_turns: u32,
+    /// `proactivity.proactiveAudio`: silent for turns not addressed to the model.
+    proactive: bool,
+    /// `contextWindowCompression`: (trigger, target) tokens of the sliding window.
+    compression: Option<(u64, u64)>,
+    /// When the session started (across its connections).
+    started: Instant,
+    /// The client has sent video (the shorter session limit applies).
+    saw_video: bool,
 }
 
 impl Active {
@@ -473,6 +676,7 @@ impl Active {
         if let Some(memory) = memory {
             brain.memory = memory;
         }
+        let calls_made = shared.store.calls_issued(session);
         let speech = setup.generation_config.as_ref().and_then(|g| g.speech_config.as_ref());
         let voice_name = speech.and_then(|s| s.voice_name()).unwrap_or(DEFAULT_VOICE);
         let ric = setup.realtime_input_config.as_ref();
@@ -481,9 +685,31 @@ impl Active {
         let chunk = (cfg.chunk.as_secs_f64() * f64::from(VOICE_SAMPLE_RATE))
             .round()
             .max(1.0) as usize;
+        let compression = setup.context_window_compression.as_ref().map(|c| {
+            let trigger = c
+                .trigger_tokens
+                .and_then(|t| u64::try_from(t).ok())
+                .filter(|t| *t > 0)
+                .unwrap_or(CONTEXT_WINDOW * 4 / 5);
+            let target = c
+                .sliding_window
+                .as_ref()
+                .and_then(|w| w.target_tokens)
+                .and_then(|t| u64::try_from(t).ok())
+                .unwrap_or(trigger / 2)
+                .min(trigger);
+            (trigger, target)
+        });
+        let (started, saw_video) = shared.store.session_info(session);
         Active {
+            proactive: setup.proactivity.as_ref().and_then(|p| p.proactive_audio) == Some(true),
+            compression,
+            started,
+            saw_video,
             speaker: Speaker {
                 voice: Voice::for_name(voice_name),
+                engine: cfg.voice_engine.clone(),
+                language: speech.and_then(|s| s.language_code.clone()),
                 text_mode,
                 transcripts: setup.output_audio_transcription.is_some(),
                 chunk,
@@ -506,13 +732,36 @@ impl Active {
             },
             current: None,
             pending: Vec::new(),
-            calls_made: 0,
+            cancelled: VecDeque::new(),
+            calls_made,
             idle_results: Vec::new(),
             queued: VecDeque::new(),
             model_turns: 0,
             shared,
             session,
             model,
+        }
+    }
+
+    /// When the session must end (no limit with `contextWindowCompression`).
+    fn session_limit(&self) -> Option<Instant> {
+        if self.compression.is_some() {
+            return None;
+        }
+        let cfg = &self.shared.config;
+        let limit = if self.saw_video { cfg.limit_video } else { cfg.limit_audio };
+        self.started.checked_add(limit)
+    }
+
+    /// Drops the oldest turns from the context when it has grown past the trigger.
+    fn compress(&mut self) {
+        let Some((trigger, target)) = self.compression else {
+            return;
+        };
+        let system = u64::from(text_tokens(&"x".repeat(self.system_chars.min(1 << 20))));
+        if system + self.brain.memory.history_tokens() > trigger {
+            let dropped = self.brain.memory.slide(target.saturating_sub(system));
+            debug!("live-sim: sliding window dropped {dropped} turns");
         }
     }
 
@@ -560,6 +809,16 @@ impl Active {
     }
 
     fn on_realtime(&mut self, r: RealtimeInput<'_>, ob: &mut Outbox) {
+        if r.video.is_some() && !self.saw_video {
+            // Audio + video: the shorter session limit applies from now on.
+            self.saw_video = true;
+            self.shared.store.saw_video(self.session);
+            ob.session_limit = self.session_limit();
+            ob.lifetime(true);
+            if ob.closing {
+                return;
+            }
+        }
         if r.activity_start.is_some() {
             self.activity_start(ob);
         }
@@ -697,10 +956,39 @@ impl Active {
                 ..Default::default()
             });
         }
-        self.brain.memory.record(true, turn.text.clone());
+        let tokens = if turn.audio_secs > 0.0 {
+            tokens(turn.audio_secs * AUDIO_TOKENS_PER_SEC).max(1).unsigned_abs()
+        } else {
+            text_tokens(&turn.text)
+        };
+        self.brain.memory.record_tokens(true, turn.text.clone(), tokens);
+        self.compress();
+        if self.proactive && !self.brain.addressed(&turn.text) {
+            return self.silent_turn(&turn, ob);
+        }
         let brain = self.brain.reply(&turn.text);
         let plan = self.plan(&turn, brain);
         self.begin_turn(plan, ob);
+    }
+
+    /// Proactive audio: the turn was not addressed to the model. It is heard (facts are
+    /// remembered, the turn is in the history) and answered with nothing but `turnComplete`.
+    fn silent_turn(&mut self, turn: &UserTurn, ob: &mut Outbox) {
+        self.brain.overhear(&turn.text);
+        inc(&self.shared.metrics.turns_silent);
+        let silent = Generation::new(0, ob.now, turn.audio_secs);
+        let content = ServerContent {
+            turn_complete: Some(true),
+            ..Default::default()
+        };
+        ob.send(ServerMessage {
+            payload: ServerPayload::ServerContent(content),
+            usage_metadata: Some(self.usage(&silent)),
+        });
+        self.resumption_update(ob, self.pending.is_empty());
+        if self.current.is_none() {
+            self.follow_up(ob);
+        }
     }
 
     fn plan(&self, turn: &UserTurn, brain: String) -> Plan {
@@ -759,7 +1047,7 @@ impl Active {
         let mut any_blocking = false;
         let mut function_calls = Vec::with_capacity(calls.len());
         for call in calls {
-            self.calls_made += 1;
+            self.calls_made = self.shared.store.note_call(self.session);
             let id = format!("fc-{}", self.calls_made);
             let decl = self.tools.iter().find(|d| d.name == call.name);
             let blocking = is_blocking(&self.model, decl.and_then(|d| d.behavior.as_ref()));
@@ -780,6 +1068,7 @@ impl Active {
             });
         }
         ob.payload(ServerPayload::ToolCall(ToolCall { function_calls }));
+        ob.tool_call_sent();
         any_blocking
     }
 
@@ -791,6 +1080,16 @@ impl Active {
                 None => self.pending.iter().position(|c| c.name == fr.name),
             };
             let Some(index) = found else {
+                if self.is_late_result(fr.id.as_deref(), &fr.name) {
+                    // A call of this session that was pending when an earlier connection ended:
+                    // the result is not lost; the model speaks about it when idle.
+                    if let Some(resp) = fr.response.as_ref().filter(|r| !r.is_empty())
+                        && self.idle_results.len() < MAX_QUEUED_RESULTS
+                    {
+                        self.idle_results.push((fr.name.clone(), outcome_of(Some(resp))));
+                    }
+                    continue;
+                }
                 debug!(
                     "live-sim: toolResponse for no pending call ({:?}, {}) ignored",
                     fr.id, fr.name
@@ -828,6 +1127,19 @@ impl Active {
         if self.current.is_none() {
             self.follow_up(ob);
         }
+    }
+
+    /// Whether a response with no pending call answers a call this session made on an earlier
+    /// connection (not a cancelled one, not an id it never issued) to a declared function.
+    fn is_late_result(&self, id: Option<&str>, name: &str) -> bool {
+        let Some(id) = id else {
+            return false;
+        };
+        let issued = id
+            .strip_prefix("fc-")
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|n| n >= 1 && n <= self.calls_made);
+        issued && !self.cancelled.iter().any(|c| c == id) && self.tools.iter().any(|d| d.name == name)
     }
 
     /// Once every BLOCKING call of the turn is answered, the model speaks about the results.
@@ -913,6 +1225,11 @@ impl Active {
                     break;
                 };
                 let chunk = !matches!(item, Item::Transcript { .. });
+                if chunk && !current.first_out {
+                    current.first_out = true;
+                    let latency = ob.now.saturating_duration_since(current.started);
+                    self.shared.metrics.first_audio.record(latency);
+                }
                 emit(item, ob);
                 if chunk {
                     ob.turn_point(current.turn, current.chunks_sent);
@@ -958,9 +1275,24 @@ impl Active {
             payload: ServerPayload::ServerContent(content),
             usage_metadata: Some(self.usage(&current)),
         });
-        self.brain.memory.record(false, current.sent_text);
+        let metrics = &self.shared.metrics;
+        inc(&metrics.turns);
+        metrics.turn_time.record(ob.now.saturating_duration_since(current.started));
+        self.record_model_turn(current);
         self.resumption_update(ob, self.pending.is_empty());
         self.follow_up(ob);
+    }
+
+    /// Adds what the model actually sent to the history (and slides the window).
+    fn record_model_turn(&mut self, current: Generation) {
+        let tokens = if self.speaker.text_mode {
+            text_tokens(&current.sent_text)
+        } else {
+            let secs = current.samples_sent as f64 / f64::from(VOICE_SAMPLE_RATE);
+            tokens(secs * AUDIO_TOKENS_PER_SEC).unsigned_abs()
+        };
+        self.brain.memory.record_tokens(false, current.sent_text, tokens);
+        self.compress();
     }
 
     /// Ends the current turn early: `interrupted`, `turnComplete`, and (for a barge-in,
@@ -989,12 +1321,19 @@ impl Active {
                 .cloned()
                 .collect();
             self.pending.retain(|c| !ids.contains(&c.id));
+            for id in &ids {
+                if self.cancelled.len() >= MAX_PENDING_CALLS {
+                    self.cancelled.pop_front();
+                }
+                self.cancelled.push_back(id.clone());
+            }
             if !ids.is_empty() {
                 ob.payload(ServerPayload::ToolCallCancellation(ToolCallCancellation { ids }));
             }
         }
         // Only what was sent stays in the history.
-        self.brain.memory.record(false, current.sent_text);
+        inc(&self.shared.metrics.turns_interrupted);
+        self.record_model_turn(current);
         self.resumption_update(ob, self.pending.is_empty());
     }
 
@@ -1056,13 +1395,7 @@ fn tokens(x: f64) -> i32 {
 /// Sends one output item.
 fn emit(item: Item, ob: &mut Outbox) {
     let content = match item {
-        Item::Audio(chunk) => ServerContent {
-            model_turn: Some(Content {
-                role: None,
-                parts: vec![Part::inline(Blob::pcm16(&chunk, VOICE_SAMPLE_RATE))],
-            }),
-            ..Default::default()
-        },
+        Item::Audio(chunk) => return ob.audio(&chunk),
         Item::Text(text) => ServerContent {
             model_turn: Some(Content {
                 role: None,
@@ -1111,11 +1444,7 @@ fn summarize(value: &Value) -> String {
         Value::Array(items) => items.iter().take(3).map(summarize).collect::<Vec<_>>().join(", "),
         other => other.to_string(),
     };
-    let mut end = text.len().min(120);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].trim_end_matches('.').to_owned()
+    text[..floor_char_boundary(&text, 120)].trim_end_matches('.').to_owned()
 }
 
 #[cfg(test)]

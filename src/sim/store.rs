@@ -10,7 +10,7 @@ use base64::Engine as _;
 use super::brain::Memory;
 
 /// Most handles kept at once; the oldest are forgotten first.
-const MAX_HANDLES: usize = 4096;
+const MAX_HANDLES: usize = 1024;
 
 /// What a handle restores.
 #[derive(Clone, Debug)]
@@ -35,6 +35,11 @@ struct Inner {
     owners: HashMap<u64, u64>,
     next_session: u64,
     counter: u64,
+    /// session id → function calls issued so far, across its connections (call ids stay
+    /// unique, and a result for a call made before a drop is recognised after resuming).
+    calls: HashMap<u64, u64>,
+    /// session id → when it started and whether it has had video (session-length limits).
+    started: HashMap<u64, (Instant, bool)>,
 }
 
 /// Why a session cannot be resumed.
@@ -71,7 +76,38 @@ impl Store {
         inner.next_session += 1;
         let id = inner.next_session;
         inner.owners.insert(id, conn);
+        if inner.started.len() >= MAX_HANDLES * 4
+            && let Some(oldest) = inner.started.keys().min().copied()
+        {
+            inner.started.remove(&oldest);
+        }
+        inner.started.insert(id, (Instant::now(), false));
         id
+    }
+
+    /// When `session` started and whether it has had video (now and no video if unknown).
+    pub fn session_info(&self, session: u64) -> (Instant, bool) {
+        self.lock()
+            .started
+            .get(&session)
+            .copied()
+            .unwrap_or_else(|| (Instant::now(), false))
+    }
+
+    /// `session` has had video.
+    pub fn saw_video(&self, session: u64) {
+        if let Some(entry) = self.lock().started.get_mut(&session) {
+            entry.1 = true;
+        }
+    }
+
+    /// `session` is over (its length limit): its handles are forgotten.
+    pub fn end_session(&self, session: u64) {
+        let mut inner = self.lock();
+        inner.handles.retain(|_, e| e.session != session);
+        let Inner { order, handles, .. } = &mut *inner;
+        order.retain(|h| handles.contains_key(h));
+        inner.started.remove(&session);
     }
 
     /// Takes over the session of `handle` for `conn`.
@@ -122,6 +158,25 @@ impl Store {
         inner.handles.insert(handle.clone(), entry);
         inner.order.push_back(handle.clone());
         handle
+    }
+
+    /// Counts a new function call of `session`; returns its number (for the id `fc-N`).
+    pub fn note_call(&self, session: u64) -> u64 {
+        let mut inner = self.lock();
+        if inner.calls.len() >= MAX_HANDLES * 4 && !inner.calls.contains_key(&session) {
+            // Forget the oldest session's count; its handles are long gone by now.
+            if let Some(oldest) = inner.calls.keys().min().copied() {
+                inner.calls.remove(&oldest);
+            }
+        }
+        let n = inner.calls.entry(session).or_insert(0);
+        *n += 1;
+        *n
+    }
+
+    /// Function calls `session` has issued so far.
+    pub fn calls_issued(&self, session: u64) -> u64 {
+        self.lock().calls.get(&session).copied().unwrap_or(0)
     }
 
     /// `conn` no longer serves `session`.

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use bevy::ecs::system::IntoSystem;
 use bevy::prelude::*;
 use serde::de::DeserializeOwned;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 pub use schema::{empty_object_schema, schema_for, validate};
 
@@ -201,10 +201,11 @@ impl NpcTool {
         FunctionDeclaration {
             name: self.name.clone(),
             description: Some(self.description.clone()),
-            behavior: match self.behavior {
-                ToolBehavior::Blocking => None,
-                ToolBehavior::NonBlocking(_) => Some(Behavior::NonBlocking),
-            },
+            // Explicit either way: models differ in their default (3.8 is NON_BLOCKING).
+            behavior: Some(match self.behavior {
+                ToolBehavior::Blocking => Behavior::Blocking,
+                ToolBehavior::NonBlocking(_) => Behavior::NonBlocking,
+            }),
             parameters_json_schema: Some(self.schema.clone()),
             ..Default::default()
         }
@@ -348,7 +349,7 @@ pub(crate) fn dispatch(world: &mut World, npc: Entity, call: &FunctionCall, allo
     if !allowed {
         return error(format!("tool `{}` is not available to this character", call.name));
     }
-    let args = Value::Object(call.args.clone().unwrap_or_else(Map::new));
+    let args = Value::Object(call.args.clone().unwrap_or_default());
     if let Err(message) = validate(&schema, &args) {
         return error(message);
     }

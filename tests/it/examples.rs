@@ -124,3 +124,45 @@ fn headless_chat_exits_at_end_of_input() {
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert_eq!(run.stdout, "");
 }
+
+/// RMS of the left and right channels of a stereo 16-bit WAV.
+fn channel_rms(path: &std::path::Path) -> (f64, f64, u32) {
+    let mut reader = hound::WavReader::open(path).expect("a WAV was written");
+    let spec = reader.spec();
+    assert_eq!((spec.channels, spec.bits_per_sample), (2, 16));
+    let samples: Vec<i16> = reader.samples::<i16>().map(|s| s.expect("sample")).collect();
+    let rms = |ch: usize| {
+        let sum: f64 = samples.iter().skip(ch).step_by(2).map(|&s| f64::from(s) * f64::from(s)).sum();
+        (sum / (samples.len() / 2).max(1) as f64).sqrt()
+    };
+    (rms(0), rms(1), spec.sample_rate)
+}
+
+#[test]
+fn headless_chat_records_the_voice_where_the_listener_stands() {
+    let sim = live_sim(&[]);
+    let dir = std::env::temp_dir().join(format!("bln-wav-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    // The listener looks along -Z: at x = +3 the NPC (at the origin) is on its left.
+    for (args, left_louder) in [
+        (vec!["--listener-offset".to_string(), "3,0,0".to_string()], true),
+        (vec!["--listener-offset=-3,0,0".to_string()], false),
+    ] {
+        let wav = dir.join(format!("{left_louder}.wav"));
+        let mut all = vec!["--endpoint".to_string(), sim.url.clone(), "--wav".into(), wav.display().to_string()];
+        all.extend(args);
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        let run = headless_chat(&refs, None, "Hello there!\n");
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        assert!(run.stdout.starts_with("Mira: "), "{}", run.stdout);
+        let (l, r, rate) = channel_rms(&wav);
+        assert!(rate >= 8_000);
+        assert!(l.max(r) > 100.0, "the voice is audible: L {l:.0} R {r:.0}");
+        if left_louder {
+            assert!(l > 2.0 * r, "L {l:.0} R {r:.0}");
+        } else {
+            assert!(r > 2.0 * l, "L {l:.0} R {r:.0}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

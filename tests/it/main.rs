@@ -2,6 +2,8 @@
 
 use std::sync::{Arc, Mutex, OnceLock};
 
+#[cfg(all(feature = "audio", feature = "sim"))]
+mod audio;
 #[cfg(feature = "sim")]
 mod examples;
 #[cfg(feature = "sim")]
@@ -11,6 +13,8 @@ mod protocol;
 mod session;
 #[cfg(feature = "sim")]
 mod sim;
+#[cfg(all(feature = "mic", feature = "sim"))]
+mod mic;
 
 /// Reads a speech sample from `tests/fixtures/speech/` as 16-bit mono samples.
 #[allow(dead_code)]

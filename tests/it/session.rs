@@ -93,7 +93,9 @@ fn until(session: &SessionHandle, mut done: impl FnMut(&SessionEvent) -> bool) -
             }
         }
     }
-    panic!("timed out; events so far: {seen:#?}");
+    let logs = crate::capture_logs().lock().map(|l| l.clone()).unwrap_or_default();
+    let tail: String = logs.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+    panic!("timed out; events so far: {seen:#?}\nlast log lines:\n{tail}");
 }
 
 fn ready(session: &SessionHandle) -> bool {
@@ -279,10 +281,11 @@ fn drop_mid_turn_resumes() {
 
 #[test]
 fn drop_mid_tool_call_delivers_the_result_after_resuming() {
+    let _logs = crate::capture_logs();
     // The drop comes right after the tool call of the second turn.
     let scenario = Scenario::from_json_str(
         r#"{"rules": [{"when": "open the gate", "tool_calls": [{"name": "open_gate", "args": {"gate": "north"}}]}],
-            "faults": [{"connection": 1, "turn": 2, "after_chunks": 0, "action": "drop"}]}"#,
+            "faults": [{"connection": 1, "after_tool_calls": 1, "action": "drop"}]}"#,
     )
     .unwrap();
     let sim = sim(LiveSim::builder().pace(0.0).script(scenario));
