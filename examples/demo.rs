@@ -26,6 +26,8 @@ use bevy::render::settings::WgpuSettings;
 use bevy::render::view::screenshot::{Screenshot, save_to_disk};
 use bevy::window::{CursorGrabMode, CursorOptions, PrimaryWindow};
 use bevy_kira_audio::prelude::{Audio, AudioControl, AudioPlugin as KiraAudioPlugin};
+use bevy_live_npc::audio::capture::{MicLevel, MicMode, MicState, MicStatus, PlayerMic};
+use bevy_live_npc::audio::{NpcAudioOutput, NpcLipSync};
 use bevy_live_npc::assets::NpcDefinitionHandle;
 use bevy_live_npc::plugin::LiveNpcRuntime;
 use bevy_live_npc::prelude::*;
@@ -49,14 +51,14 @@ fn parse_args() -> Result<DemoArgs, String> {
     use lexopt::prelude::*;
     let mut args = DemoArgs { frames: 3000, ..default() };
     let mut parser = lexopt::Parser::from_env();
+    fn value(parser: &mut lexopt::Parser) -> Result<String, String> {
+        parser.value().map_err(|e| e.to_string())?.into_string().map_err(|_| "arguments must be UTF-8".into())
+    }
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
-        let mut value = || -> Result<String, String> {
-            parser.value().map_err(|e| e.to_string())?.into_string().map_err(|_| "arguments must be UTF-8".into())
-        };
         match arg {
-            Long("endpoint") => args.endpoint = Some(value()?),
-            Long("screenshot") => args.screenshot = Some(PathBuf::from(value()?)),
-            Long("frames") => args.frames = value()?.parse().map_err(|_| "--frames takes a number".to_string())?,
+            Long("endpoint") => args.endpoint = Some(value(&mut parser)?),
+            Long("screenshot") => args.screenshot = Some(PathBuf::from(value(&mut parser)?)),
+            Long("frames") => args.frames = value(&mut parser)?.parse().map_err(|_| "--frames takes a number".to_string())?,
             Long("help") | Short('h') => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -233,7 +235,7 @@ fn main() -> ExitCode {
         }
     };
     let scripted = args.screenshot.is_some();
-    let mut plugin = LiveNpcPlugin::default().engage_radius(4.5).max_sessions(3);
+    let mut plugin = LiveNpcPlugin::default().engage_radius(8.0).max_sessions(3);
     if let Some(url) = &args.endpoint {
         let auth = std::env::var(ENV_API_KEY)
             .ok()
@@ -248,13 +250,15 @@ fn main() -> ExitCode {
 
     let mut app = App::new();
     let window = Window {
-        title: "bevy_live_npc — village demo".into(),
+        title: "bevy_live_npc - village demo".into(),
         resolution: (1280, 720).into(),
         ..default()
     };
     app.add_plugins(
         DefaultPlugins
             .set(WindowPlugin { primary_window: Some(window), ..default() })
+            // Assets live in the crate, wherever the binary is run from.
+            .set(AssetPlugin { file_path: concat!(env!("CARGO_MANIFEST_DIR"), "/assets").into(), ..default() })
             .set(RenderPlugin {
                 // Screenshots must not catch half-compiled pipelines (all black).
                 synchronous_pipeline_compilation: scripted,
@@ -293,6 +297,7 @@ fn main() -> ExitCode {
             update_lanterns,
             tick_clock,
             animate_mouths,
+            toggle_open_mic.run_if(not(text_entry_open)),
             update_focus_marker,
             update_labels,
             update_hud,
@@ -322,13 +327,15 @@ fn setup_world(
     mut materials: ResMut<Assets<StandardMaterial>>,
     asset_server: Res<AssetServer>,
 ) {
-    let mut mat = |color: Color| materials.add(StandardMaterial { base_color: color, perceptual_roughness: 0.9, ..default() });
-    let grass = mat(Color::srgb(0.33, 0.55, 0.28));
-    let path = mat(Color::srgb(0.62, 0.55, 0.42));
-    let wall = mat(Color::srgb(0.85, 0.8, 0.7));
-    let roof = mat(Color::srgb(0.55, 0.22, 0.16));
-    let wood = mat(Color::srgb(0.42, 0.28, 0.16));
-    let stone = mat(Color::srgb(0.5, 0.5, 0.52));
+    let mat = |materials: &mut Assets<StandardMaterial>, color: Color| {
+        materials.add(StandardMaterial { base_color: color, perceptual_roughness: 0.9, ..default() })
+    };
+    let grass = mat(&mut materials, Color::srgb(0.33, 0.55, 0.28));
+    let path = mat(&mut materials, Color::srgb(0.62, 0.55, 0.42));
+    let wall = mat(&mut materials, Color::srgb(0.85, 0.8, 0.7));
+    let roof = mat(&mut materials, Color::srgb(0.55, 0.22, 0.16));
+    let wood = mat(&mut materials, Color::srgb(0.42, 0.28, 0.16));
+    let stone = mat(&mut materials, Color::srgb(0.5, 0.5, 0.52));
 
     // Ground and a path to the gate.
     commands.spawn((Mesh3d(meshes.add(Plane3d::default().mesh().size(80.0, 80.0))), MeshMaterial3d(grass)));
@@ -338,8 +345,8 @@ fn setup_world(
         Transform::from_xyz(0.0, 0.01, -5.0),
     ));
 
-    // Houses.
-    for (x, z, rot) in [(-7.0, -2.0, 0.3), (7.5, -4.0, -0.2), (-6.0, 8.0, 0.1), (8.0, 7.0, -0.4)] {
+    // Houses, and a guardhouse and a stall by the gate.
+    for (x, z, rot) in [(-7.0, -2.0, 0.3), (7.5, -4.0, -0.2), (-6.0, 8.0, 0.1), (8.0, 7.0, -0.4), (-5.8, -15.0, 0.0), (5.8, -15.0, 0.0)] {
         let t = Transform::from_xyz(x, 1.5, z).with_rotation(Quat::from_rotation_y(rot));
         commands.spawn((Mesh3d(meshes.add(Cuboid::new(4.0, 3.0, 4.0))), MeshMaterial3d(wall.clone()), t));
         commands.spawn((
@@ -386,8 +393,7 @@ fn setup_world(
     }
 
     // Lanterns along the path.
-    for (i, z) in [-12.0, -6.0, 0.0, 6.0].into_iter().enumerate() {
-        let x = if i % 2 == 0 { -2.0 } else { 2.0 };
+    for (x, z) in [(2.4, -13.0), (-2.4, -7.0), (2.4, -1.0), (-2.4, 5.0)] {
         commands.spawn((
             Mesh3d(meshes.add(Cylinder::new(0.08, 2.4))),
             MeshMaterial3d(wood.clone()),
@@ -410,7 +416,7 @@ fn setup_world(
 
     // Sun.
     commands.spawn((
-        DirectionalLight { illuminance: 9000.0, shadows_enabled: true, ..default() },
+        DirectionalLight { illuminance: 9000.0, shadow_maps_enabled: true, ..default() },
         Transform::from_xyz(10.0, 20.0, 8.0).looking_at(Vec3::ZERO, Vec3::Y),
     ));
 
@@ -420,10 +426,10 @@ fn setup_world(
         ("npcs/mira.npc.json", Vec3::new(-5.0, 0.0, 1.5), Color::srgb(0.55, 0.3, 0.2)),
         ("npcs/elsa.npc.json", Vec3::new(5.0, 0.0, 3.5), Color::srgb(0.45, 0.55, 0.3)),
     ];
-    let skin = mat(Color::srgb(0.93, 0.78, 0.65));
-    let dark = mat(Color::srgb(0.08, 0.05, 0.05));
+    let skin = mat(&mut materials, Color::srgb(0.93, 0.78, 0.65));
+    let dark = mat(&mut materials, Color::srgb(0.08, 0.05, 0.05));
     for (file, at, clothes) in npcs {
-        let body_mat = mat(clothes);
+        let body_mat = mat(&mut materials, clothes);
         let npc = commands
             .spawn((
                 NpcDefinitionHandle(asset_server.load(file)),
@@ -476,29 +482,30 @@ fn setup_world(
     // The player: the camera is the listener.
     commands.spawn((
         Camera3d::default(),
-        Transform::from_xyz(0.0, 1.7, 8.0),
+        Transform::from_xyz(0.0, 1.7, 13.0),
         Player { yaw: 0.0, pitch: -0.05 },
         NpcListener,
+        PlayerMic::push_to_talk(KeyCode::KeyV),
     ));
 }
 
 fn setup_ui(mut commands: Commands, runtime: Res<LiveNpcRuntime>) {
     let backend = if runtime.uses_simulator() {
-        "Embedded Live API simulator (no GEMINI_API_KEY set) — replies are synthetic".to_owned()
+        "Embedded Live API simulator (no GEMINI_API_KEY set): replies are synthetic".to_owned()
     } else {
         format!("Live API at {}", runtime.base_url().unwrap_or("(not configured)"))
     };
     commands.spawn((
         Node { position_type: PositionType::Absolute, top: Val::Px(8.0), left: Val::Px(8.0), ..default() },
         Text::new(backend),
-        TextFont { font_size: 16.0, ..default() },
+        TextFont { font_size: FontSize::Px(16.0), ..default() },
         TextColor(Color::srgb(1.0, 0.95, 0.7)),
         BackgroundColor(Color::srgba(0.0, 0.0, 0.0, 0.45)),
     ));
     commands.spawn((
         Node { position_type: PositionType::Absolute, top: Val::Px(36.0), left: Val::Px(8.0), ..default() },
         Text::new(""),
-        TextFont { font_size: 15.0, ..default() },
+        TextFont { font_size: FontSize::Px(15.0), ..default() },
         TextColor(Color::WHITE),
         BackgroundColor(Color::srgba(0.0, 0.0, 0.0, 0.35)),
         HudText,
@@ -506,7 +513,7 @@ fn setup_ui(mut commands: Commands, runtime: Res<LiveNpcRuntime>) {
     commands.spawn((
         Node { position_type: PositionType::Absolute, top: Val::Px(8.0), right: Val::Px(8.0), ..default() },
         Text::new(""),
-        TextFont { font_size: 15.0, ..default() },
+        TextFont { font_size: FontSize::Px(15.0), ..default() },
         TextColor(Color::WHITE),
         BackgroundColor(Color::srgba(0.1, 0.07, 0.02, 0.6)),
         InventoryText,
@@ -521,16 +528,16 @@ fn setup_ui(mut commands: Commands, runtime: Res<LiveNpcRuntime>) {
             ..default()
         },
         Text::new(""),
-        TextFont { font_size: 20.0, ..default() },
+        TextFont { font_size: FontSize::Px(20.0), ..default() },
         TextColor(Color::WHITE),
-        TextLayout::new_with_justify(Justify::Center),
+        TextLayout::justify(Justify::Center),
         BackgroundColor(Color::srgba(0.0, 0.0, 0.0, 0.5)),
         SubtitleText,
     ));
     commands.spawn((
         Node { position_type: PositionType::Absolute, bottom: Val::Px(20.0), left: Val::Percent(25.0), ..default() },
         Text::new(""),
-        TextFont { font_size: 18.0, ..default() },
+        TextFont { font_size: FontSize::Px(18.0), ..default() },
         TextColor(Color::srgb(0.7, 1.0, 0.7)),
         BackgroundColor(Color::srgba(0.0, 0.0, 0.0, 0.6)),
         InputBox,
@@ -538,7 +545,7 @@ fn setup_ui(mut commands: Commands, runtime: Res<LiveNpcRuntime>) {
     commands.spawn((
         Node { position_type: PositionType::Absolute, top: Val::Px(120.0), left: Val::Px(8.0), ..default() },
         Text::new(""),
-        TextFont { font_size: 15.0, ..default() },
+        TextFont { font_size: FontSize::Px(15.0), ..default() },
         TextColor(Color::srgb(1.0, 0.45, 0.4)),
         ErrorText,
     ));
@@ -686,11 +693,40 @@ fn tick_clock(time: Res<Time>, mut clock: ResMut<GameClock>) {
     clock.hours = (clock.hours + time.delta_secs() / 60.0) % 24.0;
 }
 
-fn animate_mouths(npcs: Query<&NpcState>, time: Res<Time>, mut mouths: Query<(&Mouth, &mut Transform)>) {
+/// The mouth opens with the level of the voice being heard right now (lip-sync); without a
+/// sound card there is nothing heard, so it flaps while the NPC's turn lasts instead.
+fn animate_mouths(
+    npcs: Query<(&NpcState, Option<&NpcLipSync>)>,
+    output: Option<Res<NpcAudioOutput>>,
+    time: Res<Time>,
+    mut mouths: Query<(&Mouth, &mut Transform)>,
+) {
+    let heard = output.is_some_and(|o| o.is_available());
     for (mouth, mut t) in &mut mouths {
-        let speaking = npcs.get(mouth.npc).is_ok_and(|s| *s == NpcState::Speaking);
-        let open = if speaking { 0.5 + 0.5 * (time.elapsed_secs() * 14.0).sin().abs() } else { 0.0 };
-        t.scale = Vec3::new(1.0, 1.0 + open * 3.0, 1.0);
+        let Ok((state, lips)) = npcs.get(mouth.npc) else {
+            continue;
+        };
+        let open = match lips {
+            Some(l) if heard => (l.level * 2.5).min(1.0),
+            _ if *state == NpcState::Speaking => 0.5 + 0.5 * (time.elapsed_secs() * 14.0).sin().abs(),
+            _ => 0.0,
+        };
+        // Smooth a little so the mouth does not jitter between frames.
+        let target = 1.0 + open * 3.0;
+        t.scale.y += (target - t.scale.y) * 0.5;
+    }
+}
+
+/// M switches between push-to-talk (V) and the open microphone.
+fn toggle_open_mic(keys: Res<ButtonInput<KeyCode>>, mut mics: Query<&mut PlayerMic>) {
+    if !keys.just_pressed(KeyCode::KeyM) {
+        return;
+    }
+    for mut mic in &mut mics {
+        mic.mode = match mic.mode {
+            MicMode::OpenMic => MicMode::PushToTalk { key: Some(KeyCode::KeyV), button: None },
+            MicMode::PushToTalk { .. } => MicMode::OpenMic,
+        };
     }
 }
 
@@ -726,7 +762,7 @@ fn update_labels(
             commands.spawn((
                 Node { position_type: PositionType::Absolute, ..default() },
                 Text::new(""),
-                TextFont { font_size: 14.0, ..default() },
+                TextFont { font_size: FontSize::Px(14.0), ..default() },
                 TextColor(Color::WHITE),
                 BackgroundColor(Color::srgba(0.0, 0.0, 0.0, 0.55)),
                 StateLabel { npc },
@@ -739,7 +775,7 @@ fn update_labels(
                 Ok(p) if (cam_t.translation() - above).length() < 25.0 => {
                     node.left = Val::Px(p.x - 50.0);
                     node.top = Val::Px(p.y - 24.0);
-                    let shown = format!(" {} · {} ", live.name, state.label());
+                    let shown = format!(" {} - {} ", live.name, state.label());
                     if text.0 != shown {
                         text.0 = shown;
                     }
@@ -792,6 +828,8 @@ fn update_hud(
     errors: Res<ErrorLog>,
     focus: Res<NpcFocus>,
     npcs: Query<(&LiveNpc, &NpcState, &NpcStats)>,
+    mic: Query<(&PlayerMic, &MicLevel, &MicStatus)>,
+    output: Option<Res<NpcAudioOutput>>,
     mut texts: ParamSet<(
         Query<&mut Text, With<SubtitleText>>,
         Query<&mut Text, With<HudText>>,
@@ -802,20 +840,38 @@ fn update_hud(
     let subtitle: Vec<String> = subs.lines.iter().map(|(who, text, _)| format!("{who}: {text}")).collect();
     set_text(&mut texts.p0(), subtitle.join("\n"));
     let mut hud = format!(
-        " Time {:02}:{:02} · walk up to someone · hold V to talk · M open mic · Enter to type ",
+        " Time {:02}:{:02} | walk up to someone | hold V to talk | M open mic | Enter to type ",
         clock.hours as u32,
         (clock.hours.fract() * 60.0) as u32
     );
     if let Some((npc, state, stats)) = focus.current().and_then(|e| npcs.get(e).ok()) {
         hud.push_str(&format!("\n Talking to {} ({})", npc.name, state.label()));
         if let Some(l) = stats.last_reply_latency {
-            hud.push_str(&format!(" · last reply {} ms", l.as_millis()));
+            hud.push_str(&format!(" | last reply {} ms", l.as_millis()));
         }
+    }
+    if let Ok((mic, level, status)) = mic.single() {
+        let mode = match mic.mode {
+            MicMode::OpenMic => "open mic",
+            MicMode::PushToTalk { .. } => "push-to-talk (V)",
+        };
+        let bars = (level.rms.sqrt() * 20.0).round().clamp(0.0, 20.0) as usize;
+        let state = match status.state {
+            MicState::NoDevice => " - no microphone found, press Enter to type".to_owned(),
+            MicState::Reopening => " - reopening the microphone".to_owned(),
+            MicState::Starting => " - starting".to_owned(),
+            MicState::Capturing if level.transmitting => " - sending".to_owned(),
+            MicState::Capturing => String::new(),
+        };
+        hud.push_str(&format!("\n Mic [{:<20}] {mode}{state}", "|".repeat(bars)));
+    }
+    if output.as_ref().is_some_and(|o| !o.is_available()) {
+        hud.push_str("\n No sound card: NPC voices are shown as subtitles only");
     }
     set_text(&mut texts.p1(), hud);
     let mut inv = String::from(" Inventory ");
     for (item, count) in &inventory.0 {
-        inv.push_str(&format!("\n  {count} × {item} "));
+        inv.push_str(&format!("\n  {count} x {item} "));
     }
     set_text(&mut texts.p2(), inv);
     set_text(&mut texts.p3(), errors.0.join("\n"));
@@ -865,12 +921,12 @@ mod script {
         match script.step {
             0 => {
                 if let (Some((_, _, _, t)), Ok((mut pt, mut p))) = (bram, player.single_mut()) {
-                    // Stand in front of the guard, facing him.
-                    let target = t.translation() + Vec3::new(-0.6, 1.7, 3.0);
+                    // Stand a few steps from the guard, so he, the gate and the village are in view.
+                    let target = t.translation() + Vec3::new(-1.6, 2.4, 7.2);
                     pt.translation = target;
-                    let look = (t.translation() + Vec3::Y * 1.5 - target).normalize();
+                    let look = (t.translation() + Vec3::new(-0.8, 1.0, -1.0) - target).normalize();
                     p.yaw = (-look.x).atan2(-look.z);
-                    p.pitch = -0.12;
+                    p.pitch = look.y.asin();
                     script.step = 1;
                 }
             }

@@ -388,7 +388,9 @@ pub fn close_idle_sessions(
     let t = now(&time);
     for (entity, conv, state) in &convs {
         let idle = t - conv.last_activity;
-        let finished = conv.session.is_finished() && !matches!(state, NpcState::Failed(_));
+        // A finished task's last events (its error, `Failed`) must be read before it counts as done.
+        let finished =
+            conv.session.is_finished() && conv.session.events().is_empty() && !matches!(state, NpcState::Failed(_));
         if idle >= settings.idle_timeout.as_secs_f64() && !conv.speaking || finished {
             info!("closing the conversation with {entity:?} after {idle:.0} s idle");
             commands.entity(entity).remove::<(NpcConversation, ConversationRequested)>().insert(NpcState::Idle);

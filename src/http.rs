@@ -24,6 +24,7 @@ pub(crate) struct Request {
     /// The path without the query.
     pub path: String,
     /// The query without `?`.
+    #[cfg_attr(not(feature = "sim"), allow(dead_code))]
     pub query: String,
     /// Header names lower-cased.
     pub headers: Vec<(String, String)>,
@@ -37,6 +38,7 @@ impl Request {
     }
 
     /// Every value of query parameter `name`, percent-decoded.
+    #[cfg_attr(not(feature = "sim"), allow(dead_code))]
     pub fn query_values(&self, name: &str) -> Vec<String> {
         self.query
             .split('&')
@@ -49,6 +51,7 @@ impl Request {
 }
 
 /// Decodes `%XX` escapes and `+` of a query component (invalid escapes are kept as they are).
+#[cfg_attr(not(feature = "sim"), allow(dead_code))]
 pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -235,7 +238,12 @@ impl Url {
         let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
         let target = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
         let target = if target.is_empty() { "/".to_owned() } else { target };
-        Ok(Url { tls, host, port, target })
+        Ok(Url {
+            tls,
+            host,
+            port,
+            target,
+        })
     }
 
     /// `Host` header value.
@@ -445,19 +453,28 @@ mod tests {
             })
         );
         let u = Url::parse("ws://127.0.0.1:9000/x?y=1").ok();
-        assert_eq!(u.as_ref().map(|u| (u.tls, u.port, u.target.as_str())), Some((false, 9000, "/x?y=1")));
+        assert_eq!(
+            u.as_ref().map(|u| (u.tls, u.port, u.target.as_str())),
+            Some((false, 9000, "/x?y=1"))
+        );
         assert_eq!(
             u.map(|u| u.with_path("/v1alpha/auth_tokens").target),
             Some("/x/v1alpha/auth_tokens".to_owned())
         );
         assert!(Url::parse("ftp://x").is_err());
         assert!(Url::parse("not a url").is_err());
-        assert_eq!(Url::parse("http://[::1]:80/").map(|u| u.host_header()).ok(), Some("[::1]".into()));
+        assert_eq!(
+            Url::parse("http://[::1]:80/").map(|u| u.host_header()).ok(),
+            Some("[::1]".into())
+        );
     }
 
     #[test]
     fn chunks() {
-        assert_eq!(dechunk(b"4\r\nWiki\r\n5;x=1\r\npedia\r\n0\r\n\r\n"), Some(b"Wikipedia".to_vec()));
+        assert_eq!(
+            dechunk(b"4\r\nWiki\r\n5;x=1\r\npedia\r\n0\r\n\r\n"),
+            Some(b"Wikipedia".to_vec())
+        );
         assert_eq!(dechunk(b"4\r\nWi"), None);
         assert_eq!(dechunk(b"zz\r\n"), None);
     }
@@ -468,7 +485,10 @@ mod tests {
         let end = head_end(raw);
         assert_eq!(end, Some(raw.len() - 2));
         let req = parse_request(raw).unwrap_or_default();
-        assert_eq!((req.method.as_str(), req.path.as_str()), ("POST", "/v1alpha/auth_tokens"));
+        assert_eq!(
+            (req.method.as_str(), req.path.as_str()),
+            ("POST", "/v1alpha/auth_tokens")
+        );
         assert_eq!(req.query_values("key"), ["a+b"]);
         assert_eq!(req.header("x-goog-api-key"), Some("k"));
         assert!(parse_request(b"\x16\x03\x01garbage\r\n\r\n").is_none());

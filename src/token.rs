@@ -155,7 +155,9 @@ fn token_from(resp: http::Response) -> Result<AuthToken, TokenError> {
     let token: AuthToken =
         serde_json::from_slice(&resp.body).map_err(|e| TokenError::Response(format!("not a token: {e}")))?;
     if !token.name.starts_with("auth_tokens/") {
-        return Err(TokenError::Response("the token name does not start with auth_tokens/".to_owned()));
+        return Err(TokenError::Response(
+            "the token name does not start with auth_tokens/".to_owned(),
+        ));
     }
     Ok(token)
 }
@@ -380,9 +382,24 @@ mod tests {
             status: 400,
             body: br#"{"error":{"code":400,"message":"bad auth_tokens/SECRET1 key=SECRET2"}}"#.to_vec(),
         });
-        let shown = format!("{e:?} {}", e.as_ref().err().map(ToString::to_string).unwrap_or_default());
+        let shown = format!(
+            "{e:?} {}",
+            e.as_ref().err().map(ToString::to_string).unwrap_or_default()
+        );
         assert!(!shown.contains("SECRET"), "{shown}");
-        assert!(TokenError::Http { status: 503, message: String::new() }.is_retryable());
-        assert!(!TokenError::Http { status: 403, message: String::new() }.is_retryable());
+        assert!(
+            TokenError::Http {
+                status: 503,
+                message: String::new()
+            }
+            .is_retryable()
+        );
+        assert!(
+            !TokenError::Http {
+                status: 403,
+                message: String::new()
+            }
+            .is_retryable()
+        );
     }
 }

@@ -125,16 +125,28 @@ fn parse_args() -> Result<Command, String> {
             }
             Long("delay-ms") => delay = value(&mut parser, "--delay-ms")?,
             Long("jitter-ms") => jitter = value(&mut parser, "--jitter-ms")?,
-            Long("split-chunks") => faults.push(FaultAction::SplitChunks { parts: value(&mut parser, "--split-chunks")? }),
-            Long("merge-chunks") => faults.push(FaultAction::MergeChunks { count: value(&mut parser, "--merge-chunks")? }),
+            Long("split-chunks") => faults.push(FaultAction::SplitChunks {
+                parts: value(&mut parser, "--split-chunks")?,
+            }),
+            Long("merge-chunks") => faults.push(FaultAction::MergeChunks {
+                count: value(&mut parser, "--merge-chunks")?,
+            }),
             Long("oversized-frame-after") => {
-                after.push((value(&mut parser, "--oversized-frame-after")?, FaultAction::OversizedFrame { bytes: None }));
+                after.push((
+                    value(&mut parser, "--oversized-frame-after")?,
+                    FaultAction::OversizedFrame { bytes: None },
+                ));
             }
             Long("slow-reader-after") => {
-                after.push((value(&mut parser, "--slow-reader-after")?, FaultAction::SlowReader { pause_ms: None }));
+                after.push((
+                    value(&mut parser, "--slow-reader-after")?,
+                    FaultAction::SlowReader { pause_ms: None },
+                ));
             }
             Long("no-setup-complete") => faults.push(FaultAction::NoSetupComplete),
-            Long("slow-pongs-ms") => faults.push(FaultAction::SlowPongs { delay_ms: value(&mut parser, "--slow-pongs-ms")? }),
+            Long("slow-pongs-ms") => faults.push(FaultAction::SlowPongs {
+                delay_ms: value(&mut parser, "--slow-pongs-ms")?,
+            }),
             Long("tls") => builder = builder.tls(true),
             Long("lifetime") => {
                 let v = value(&mut parser, "--lifetime")?;
@@ -151,7 +163,10 @@ fn parse_args() -> Result<Command, String> {
         }
     }
     if delay > 0 || jitter > 0 {
-        faults.push(FaultAction::Delay { ms: delay, jitter_ms: jitter });
+        faults.push(FaultAction::Delay {
+            ms: delay,
+            jitter_ms: jitter,
+        });
     }
     if !faults.is_empty() || !after.is_empty() {
         let s = scenario.get_or_insert_with(Scenario::default);

@@ -65,7 +65,8 @@ pub enum Auth {
 }
 
 /// What a [`TokenProvider`] returns.
-pub type TokenFuture = Pin<Box<dyn Future<Output = Result<crate::protocol::AuthToken, crate::token::TokenError>> + Send>>;
+pub type TokenFuture =
+    Pin<Box<dyn Future<Output = Result<crate::protocol::AuthToken, crate::token::TokenError>> + Send>>;
 
 /// An async source of ephemeral tokens (e.g. a game backend's token server, see
 /// [`TokenProvider::token_server`]). Compared by identity.

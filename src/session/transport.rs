@@ -1,5 +1,6 @@
 //! Opening the WebSocket: URL, auth headers, TLS (rustls with webpki roots plus extra roots).
 
+#[cfg(feature = "tls")]
 use std::sync::Arc;
 
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;

@@ -107,7 +107,10 @@ async fn auth_tokens(mut stream: Box<dyn Io>, mut req: http::Request, extra: &[u
         } else if key.is_some_and(|k| !credentials.iter().any(|c| c == k)) {
             (400, http::error_body(400, reasons::API_KEY_INVALID))
         } else {
-            match shared.tokens.mint_json(&req.body, shared.wall_now(), shared.config.strict) {
+            match shared
+                .tokens
+                .mint_json(&req.body, shared.wall_now(), shared.config.strict)
+            {
                 Ok(token) => {
                     inc(&shared.metrics.tokens_minted);
                     info!("live-sim: minted a token (uses {:?})", token.uses);
@@ -235,10 +238,14 @@ impl Pump {
             if self.paused_until.is_some_and(|t| t <= Instant::now()) {
                 self.paused_until = None;
             }
-            let wake = [core.next_wakeup(), self.delayed.front().map(|(t, _)| *t), self.paused_until]
-                .into_iter()
-                .flatten()
-                .min();
+            let wake = [
+                core.next_wakeup(),
+                self.delayed.front().map(|(t, _)| *t),
+                self.paused_until,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let tick = async {
                 match wake {
                     Some(t) => sleep_until(t.into()).await,

@@ -78,7 +78,16 @@ fn espeak(program: &str, voice: &Voice, language: Option<&str>, text: &str) -> R
     let pitch = (((f0 - 85.0) / 175.0) * 99.0).clamp(0.0, 99.0).round() as u32;
     let voice_arg = format!("{}+{variant}", espeak_language(language));
     let output = Command::new(program)
-        .args(["--stdout", "-v", &voice_arg, "-p", &pitch.to_string(), "-s", "165", "--"])
+        .args([
+            "--stdout",
+            "-v",
+            &voice_arg,
+            "-p",
+            &pitch.to_string(),
+            "-s",
+            "165",
+            "--",
+        ])
         .arg(text)
         .stdin(Stdio::null())
         .stderr(Stdio::null())
@@ -117,12 +126,16 @@ fn resample(x: &[i16], from: u32, to: u32) -> Result<Vec<i16>, String> {
     let mut out: Vec<f32> = Vec::with_capacity(x.len() * to as usize / from as usize + CHUNK * 2);
     let mut pos = 0;
     while pos + CHUNK <= input.len() {
-        let o = r.process(&[&input[pos..pos + CHUNK]], None).map_err(|e| e.to_string())?;
+        let o = r
+            .process(&[&input[pos..pos + CHUNK]], None)
+            .map_err(|e| e.to_string())?;
         out.extend_from_slice(&o[0]);
         pos += CHUNK;
     }
     // The tail, then silence to flush the filter's delay.
-    let o = r.process_partial(Some(&[&input[pos..]]), None).map_err(|e| e.to_string())?;
+    let o = r
+        .process_partial(Some(&[&input[pos..]]), None)
+        .map_err(|e| e.to_string())?;
     out.extend_from_slice(&o[0]);
     let o = r.process_partial::<&[f32]>(None, None).map_err(|e| e.to_string())?;
     out.extend_from_slice(&o[0]);

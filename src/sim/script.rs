@@ -241,7 +241,11 @@ impl Scenario {
         }
         for (i, fault) in self.faults.iter().enumerate() {
             let bad = |msg: &str| Err(ScriptError::Invalid(format!("faults[{i}]: {msg}")));
-            let triggers = [fault.after_messages.is_some(), fault.turn.is_some(), fault.after_tool_calls.is_some()];
+            let triggers = [
+                fault.after_messages.is_some(),
+                fault.turn.is_some(),
+                fault.after_tool_calls.is_some(),
+            ];
             match triggers.iter().filter(|t| **t).count() {
                 0 => return bad("needs `after_messages`, `turn` or `after_tool_calls`"),
                 1 => {}

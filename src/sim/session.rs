@@ -16,6 +16,7 @@ use crate::protocol::{
 };
 
 use super::Shared;
+use super::VoiceEngine;
 use super::brain::{Brain, Persona, ToolOutcome, floor_char_boundary, splitmix, text_tokens};
 use super::handshake::{Auth, ConnectInfo};
 use super::metrics::{dec, inc};
@@ -25,7 +26,6 @@ use super::store::{ResumeError, Snapshot};
 use super::tokens::constrain;
 use super::tools::{self, PlannedCall};
 use super::vad::{Vad, VadConfig, VadEvent};
-use super::VoiceEngine;
 use super::voice::{VOICE_SAMPLE_RATE, Voice};
 
 /// The voice used when the setup names none.
@@ -212,7 +212,9 @@ impl Outbox {
             }
             FaultAction::MergeChunks { count } => self.chunking = Chunking::Merge(count),
             FaultAction::OversizedFrame { bytes } => self.frame(oversized(bytes.unwrap_or(DEFAULT_OVERSIZED_FRAME))),
-            FaultAction::SlowReader { pause_ms } => self.out.push(Out::PauseReading(pause_ms.map(Duration::from_millis))),
+            FaultAction::SlowReader { pause_ms } => {
+                self.out.push(Out::PauseReading(pause_ms.map(Duration::from_millis)))
+            }
             FaultAction::NoSetupComplete => self.ignore_setup = true,
             FaultAction::SlowPongs { delay_ms } => self.out.push(Out::SlowPongs(Duration::from_millis(delay_ms))),
         }
@@ -481,7 +483,11 @@ impl Core {
         let resumed = memory.is_some();
         let active = Active::new(self.shared.clone(), setup, model, text_mode, session, memory);
         let metrics = &self.shared.metrics;
-        inc(if resumed { &metrics.sessions_resumed } else { &metrics.sessions_started });
+        inc(if resumed {
+            &metrics.sessions_resumed
+        } else {
+            &metrics.sessions_started
+        });
         inc(&metrics.sessions_active);
         self.ob.session_limit = active.session_limit();
         self.ob.payload(ServerPayload::SetupComplete(SetupComplete::default()));
@@ -749,7 +755,11 @@ impl Active {
             return None;
         }
         let cfg = &self.shared.config;
-        let limit = if self.saw_video { cfg.limit_video } else { cfg.limit_audio };
+        let limit = if self.saw_video {
+            cfg.limit_video
+        } else {
+            cfg.limit_audio
+        };
         self.started.checked_add(limit)
     }
 
@@ -1277,7 +1287,9 @@ impl Active {
         });
         let metrics = &self.shared.metrics;
         inc(&metrics.turns);
-        metrics.turn_time.record(ob.now.saturating_duration_since(current.started));
+        metrics
+            .turn_time
+            .record(ob.now.saturating_duration_since(current.started));
         self.record_model_turn(current);
         self.resumption_update(ob, self.pending.is_empty());
         self.follow_up(ob);

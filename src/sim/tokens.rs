@@ -115,7 +115,11 @@ impl TokenStore {
 
     /// Parses (strictly) and mints. `now` is the simulator's wall clock.
     pub fn mint_json(&self, body: &[u8], now: SystemTime, strict: bool) -> Result<AuthToken, MintError> {
-        let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
+        let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            body
+        };
         let parsed: Result<CreateAuthTokenRequest, DecodeError> = if strict {
             crate::protocol::strict::from_slice_strict(body)
         } else {
@@ -129,7 +133,9 @@ impl TokenStore {
     pub fn mint(&self, request: CreateAuthTokenRequest, now: SystemTime) -> Result<AuthToken, MintError> {
         let uses = request.uses.unwrap_or(1);
         if uses < 0 {
-            return Err(MintError(format!("Invalid value at 'uses': {uses} (must be 0 or more).")));
+            return Err(MintError(format!(
+                "Invalid value at 'uses': {uses} (must be 0 or more)."
+            )));
         }
         let time = |field: &str, text: Option<&str>, default: Duration| -> Result<SystemTime, MintError> {
             let t = match text {
@@ -176,11 +182,7 @@ impl TokenStore {
             uses_left: (uses > 0).then_some(uses as u32),
             expire,
             new_session_expire,
-            constraint: Constraint {
-                setup,
-                mask,
-                expire,
-            },
+            constraint: Constraint { setup, mask, expire },
         };
         let mut tokens = self.lock();
         if tokens.len() >= MAX_TOKENS {
@@ -369,7 +371,10 @@ mod tests {
     fn uses_expiry_and_resumption() {
         let store = TokenStore::default();
         let now = SystemTime::now();
-        let t = store.mint(request(json!({"uses": 2})), now).map(|t| t.name).unwrap_or_default();
+        let t = store
+            .mint(request(json!({"uses": 2})), now)
+            .map(|t| t.name)
+            .unwrap_or_default();
         assert!(store.begin(&t, now, true).is_ok());
         assert!(store.begin(&t, now, false).is_ok(), "resumption is free");
         assert!(store.begin(&t, now, true).is_ok());
@@ -377,7 +382,10 @@ mod tests {
         assert!(store.begin(&t, now, false).is_ok());
         let later = now + Duration::from_secs(61);
         assert!(store.begin(&t, later, false).is_ok());
-        let u = store.mint(request(json!({"uses": 0})), now).map(|t| t.name).unwrap_or_default();
+        let u = store
+            .mint(request(json!({"uses": 0})), now)
+            .map(|t| t.name)
+            .unwrap_or_default();
         for _ in 0..10 {
             assert!(store.begin(&u, now, true).is_ok());
         }
@@ -394,10 +402,16 @@ mod tests {
         let bad = |v: Value| store.mint(request(v), now).is_err();
         assert!(bad(json!({"uses": -1})));
         assert!(bad(json!({"expireTime": "tomorrow"})));
-        assert!(bad(json!({"expireTime": format_rfc3339(now + Duration::from_secs(21 * 3600))})));
+        assert!(bad(
+            json!({"expireTime": format_rfc3339(now + Duration::from_secs(21 * 3600))})
+        ));
         assert!(bad(json!({"expireTime": format_rfc3339(now - Duration::from_secs(1))})));
         assert!(bad(json!({"fieldMask": "nonsense"})));
-        assert!(store.mint_json(br#"{"liveConnectConstraints": {}}"#, now, true).is_err());
+        assert!(
+            store
+                .mint_json(br#"{"liveConnectConstraints": {}}"#, now, true)
+                .is_err()
+        );
         assert!(store.mint_json(b"", now, true).is_ok());
     }
 

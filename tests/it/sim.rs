@@ -1560,3 +1560,10 @@ async fn closing_frames_from_the_client_are_fine() {
     c.setup(json!({})).await;
     assert_eq!(sim.connections(), 2);
 }
+
+// Deeper simulator behaviour and ephemeral tokens, as children of this module (they reuse its
+// raw client).
+#[path = "sim_depth.rs"]
+mod depth;
+#[path = "tokens.rs"]
+mod tokens;
