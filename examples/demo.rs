@@ -14,6 +14,9 @@
 //! happened; otherwise exit 1 naming the missing step. `N` bounds the frames; steps advance on
 //! events.
 
+#[path = "shared/inventory.rs"]
+mod inventory;
+
 use std::f32::consts::{FRAC_PI_2, PI};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,12 +29,13 @@ use bevy::render::settings::WgpuSettings;
 use bevy::render::view::screenshot::{Screenshot, save_to_disk};
 use bevy::window::{CursorGrabMode, CursorOptions, PrimaryWindow};
 use bevy_kira_audio::prelude::{Audio, AudioControl, AudioPlugin as KiraAudioPlugin};
+use bevy_live_npc::assets::NpcDefinitionHandle;
 use bevy_live_npc::audio::capture::{MicLevel, MicMode, MicState, MicStatus, PlayerMic};
 use bevy_live_npc::audio::{NpcAudioOutput, NpcLipSync};
-use bevy_live_npc::assets::NpcDefinitionHandle;
 use bevy_live_npc::plugin::LiveNpcRuntime;
 use bevy_live_npc::prelude::*;
-use bevy_live_npc::session::{ENV_API_KEY, normalize_base};
+use bevy_live_npc::session::ENV_API_KEY;
+use inventory::Inventory;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
@@ -58,7 +62,9 @@ fn parse_args() -> Result<DemoArgs, String> {
         match arg {
             Long("endpoint") => args.endpoint = Some(value(&mut parser)?),
             Long("screenshot") => args.screenshot = Some(PathBuf::from(value(&mut parser)?)),
-            Long("frames") => args.frames = value(&mut parser)?.parse().map_err(|_| "--frames takes a number".to_string())?,
+            Long("frames") => {
+                args.frames = value(&mut parser)?.parse().map_err(|_| "--frames takes a number".to_string())?
+            }
             Long("help") | Short('h') => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -98,10 +104,6 @@ struct Lantern {
 struct Lanterns {
     lit: bool,
 }
-
-/// What the player carries (the blacksmith adds to it).
-#[derive(Resource)]
-struct Inventory(Vec<(String, u32)>);
 
 /// Game time of day in hours; runs 60× faster than real time.
 #[derive(Resource)]
@@ -183,35 +185,6 @@ fn open_gate(In(input): In<ToolInput<OpenGate>>, mut gates: Query<&mut Gate>) ->
     Ok(json!({ "gate": name, "state": if opened { "opened" } else { "already open" } }))
 }
 
-/// An item for the player.
-#[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct GiveItem {
-    /// What to give (sword, horseshoe, nails, hammer).
-    item: String,
-    /// How many.
-    #[serde(default = "one")]
-    #[schemars(range(min = 1, max = 20))]
-    count: u32,
-}
-
-fn one() -> u32 {
-    1
-}
-
-fn give_item(In(input): In<ToolInput<GiveItem>>, mut inventory: ResMut<Inventory>) -> ToolResult {
-    let GiveItem { item, count } = input.args;
-    match inventory.0.iter_mut().find(|(name, _)| *name == item) {
-        Some((_, have)) => *have += count,
-        None => inventory.0.push((item.clone(), count)),
-    }
-    Ok(json!({ "gave": item, "count": count }))
-}
-
-fn check_inventory(In(_): In<ToolInput>, inventory: Res<Inventory>) -> ToolResult {
-    Ok(inventory.0.iter().map(|(item, count)| json!({ "item": item, "count": count })).collect())
-}
-
 fn light_lanterns(In(_): In<ToolInput>, mut lanterns: ResMut<Lanterns>) -> ToolResult {
     let was = lanterns.lit;
     lanterns.lit = true;
@@ -237,23 +210,15 @@ fn main() -> ExitCode {
     let scripted = args.screenshot.is_some();
     let mut plugin = LiveNpcPlugin::default().engage_radius(8.0).max_sessions(3);
     if let Some(url) = &args.endpoint {
-        let auth = std::env::var(ENV_API_KEY)
-            .ok()
-            .filter(|k| !k.trim().is_empty())
-            .map(|k| Auth::ApiKey(Secret::new(k)))
-            .unwrap_or_default();
-        plugin = plugin.backend(LiveBackend::Endpoint { url: normalize_base(url), auth, extra_root_pem: vec![] });
+        plugin = plugin.backend(LiveBackend::explicit_endpoint(url));
     } else if scripted && std::env::var(ENV_API_KEY).is_err() {
         // The scripted run only needs to be quick, not real-time.
         plugin = plugin.simulator(SimulatorSettings { pace: 0.25, seed: 1, scenario: None });
     }
 
     let mut app = App::new();
-    let window = Window {
-        title: "bevy_live_npc - village demo".into(),
-        resolution: (1280, 720).into(),
-        ..default()
-    };
+    inventory::add_inventory_tools(&mut app);
+    let window = Window { title: "bevy_live_npc - village demo".into(), resolution: (1280, 720).into(), ..default() };
     app.add_plugins(
         DefaultPlugins
             .set(WindowPlugin { primary_window: Some(window), ..default() })
@@ -277,8 +242,6 @@ fn main() -> ExitCode {
     .init_resource::<Subtitles>()
     .init_resource::<ErrorLog>()
     .add_npc_tool(NpcTool::new("open_gate", "Opens the village's north gate.").run(open_gate))
-    .add_npc_tool(NpcTool::new("give_item", "Gives the player an item from the forge.").run(give_item))
-    .add_npc_tool(NpcTool::new("check_inventory", "Lists what the player carries.").run(check_inventory))
     .add_npc_tool(
         NpcTool::new("light_lanterns", "Lights the village lanterns.")
             .non_blocking(ToolScheduling::WhenIdle)
@@ -346,7 +309,14 @@ fn setup_world(
     ));
 
     // Houses, and a guardhouse and a stall by the gate.
-    for (x, z, rot) in [(-7.0, -2.0, 0.3), (7.5, -4.0, -0.2), (-6.0, 8.0, 0.1), (8.0, 7.0, -0.4), (-5.8, -15.0, 0.0), (5.8, -15.0, 0.0)] {
+    for (x, z, rot) in [
+        (-7.0, -2.0, 0.3),
+        (7.5, -4.0, -0.2),
+        (-6.0, 8.0, 0.1),
+        (8.0, 7.0, -0.4),
+        (-5.8, -15.0, 0.0),
+        (5.8, -15.0, 0.0),
+    ] {
         let t = Transform::from_xyz(x, 1.5, z).with_rotation(Quat::from_rotation_y(rot));
         commands.spawn((Mesh3d(meshes.add(Cuboid::new(4.0, 3.0, 4.0))), MeshMaterial3d(wall.clone()), t));
         commands.spawn((
@@ -489,66 +459,44 @@ fn setup_world(
     ));
 }
 
+/// A text panel at an absolute position.
+fn panel(node: Node, size: f32, color: Color, background: Color) -> impl Bundle {
+    (
+        Node { position_type: PositionType::Absolute, ..node },
+        Text::new(""),
+        TextFont { font_size: FontSize::Px(size), ..default() },
+        TextColor(color),
+        BackgroundColor(background),
+    )
+}
+
 fn setup_ui(mut commands: Commands, runtime: Res<LiveNpcRuntime>) {
     let backend = if runtime.uses_simulator() {
         "Embedded Live API simulator (no GEMINI_API_KEY set): replies are synthetic".to_owned()
     } else {
         format!("Live API at {}", runtime.base_url().unwrap_or("(not configured)"))
     };
+    let at = |top: f32, left: f32| Node { top: Val::Px(top), left: Val::Px(left), ..default() };
+    let shade = |alpha: f32| Color::srgba(0.0, 0.0, 0.0, alpha);
+    commands.spawn(panel(at(8.0, 8.0), 16.0, Color::srgb(1.0, 0.95, 0.7), shade(0.45))).insert(Text::new(backend));
+    commands.spawn((panel(at(36.0, 8.0), 15.0, Color::WHITE, shade(0.35)), HudText));
+    let top_right = Node { top: Val::Px(8.0), right: Val::Px(8.0), ..default() };
+    commands.spawn((panel(top_right, 15.0, Color::WHITE, Color::srgba(0.1, 0.07, 0.02, 0.6)), InventoryText));
+    let subtitles = Node {
+        bottom: Val::Px(70.0),
+        left: Val::Percent(10.0),
+        width: Val::Percent(80.0),
+        justify_content: JustifyContent::Center,
+        ..default()
+    };
     commands.spawn((
-        Node { position_type: PositionType::Absolute, top: Val::Px(8.0), left: Val::Px(8.0), ..default() },
-        Text::new(backend),
-        TextFont { font_size: FontSize::Px(16.0), ..default() },
-        TextColor(Color::srgb(1.0, 0.95, 0.7)),
-        BackgroundColor(Color::srgba(0.0, 0.0, 0.0, 0.45)),
-    ));
-    commands.spawn((
-        Node { position_type: PositionType::Absolute, top: Val::Px(36.0), left: Val::Px(8.0), ..default() },
-        Text::new(""),
-        TextFont { font_size: FontSize::Px(15.0), ..default() },
-        TextColor(Color::WHITE),
-        BackgroundColor(Color::srgba(0.0, 0.0, 0.0, 0.35)),
-        HudText,
-    ));
-    commands.spawn((
-        Node { position_type: PositionType::Absolute, top: Val::Px(8.0), right: Val::Px(8.0), ..default() },
-        Text::new(""),
-        TextFont { font_size: FontSize::Px(15.0), ..default() },
-        TextColor(Color::WHITE),
-        BackgroundColor(Color::srgba(0.1, 0.07, 0.02, 0.6)),
-        InventoryText,
-    ));
-    commands.spawn((
-        Node {
-            position_type: PositionType::Absolute,
-            bottom: Val::Px(70.0),
-            left: Val::Percent(10.0),
-            width: Val::Percent(80.0),
-            justify_content: JustifyContent::Center,
-            ..default()
-        },
-        Text::new(""),
-        TextFont { font_size: FontSize::Px(20.0), ..default() },
-        TextColor(Color::WHITE),
+        panel(subtitles, 20.0, Color::WHITE, shade(0.5)),
         TextLayout::justify(Justify::Center),
-        BackgroundColor(Color::srgba(0.0, 0.0, 0.0, 0.5)),
         SubtitleText,
     ));
-    commands.spawn((
-        Node { position_type: PositionType::Absolute, bottom: Val::Px(20.0), left: Val::Percent(25.0), ..default() },
-        Text::new(""),
-        TextFont { font_size: FontSize::Px(18.0), ..default() },
-        TextColor(Color::srgb(0.7, 1.0, 0.7)),
-        BackgroundColor(Color::srgba(0.0, 0.0, 0.0, 0.6)),
-        InputBox,
-    ));
-    commands.spawn((
-        Node { position_type: PositionType::Absolute, top: Val::Px(120.0), left: Val::Px(8.0), ..default() },
-        Text::new(""),
-        TextFont { font_size: FontSize::Px(15.0), ..default() },
-        TextColor(Color::srgb(1.0, 0.45, 0.4)),
-        ErrorText,
-    ));
+    let input = Node { bottom: Val::Px(20.0), left: Val::Percent(25.0), ..default() };
+    commands.spawn((panel(input, 18.0, Color::srgb(0.7, 1.0, 0.7), shade(0.6)), InputBox));
+    commands.spawn((panel(at(120.0, 8.0), 15.0, Color::srgb(1.0, 0.45, 0.4), Color::NONE), ErrorText));
 }
 
 // ---------- player ----------
@@ -558,7 +506,7 @@ fn move_player(keys: Res<ButtonInput<KeyCode>>, time: Res<Time>, mut player: Que
         return;
     };
     let forward = Vec3::new(-p.yaw.sin(), 0.0, -p.yaw.cos());
-    let right = Vec3::new(forward.z * -1.0, 0.0, forward.x);
+    let right = Vec3::new(-forward.z, 0.0, forward.x);
     let mut dir = Vec3::ZERO;
     if keys.any_pressed([KeyCode::KeyW, KeyCode::ArrowUp]) {
         dir += forward;
@@ -658,7 +606,11 @@ fn text_entry(
 
 // ---------- world updates ----------
 
-fn animate_gate(time: Res<Time>, mut gates: Query<(&mut Gate, &Children)>, mut wings: Query<(&GateWing, &mut Transform)>) {
+fn animate_gate(
+    time: Res<Time>,
+    mut gates: Query<(&mut Gate, &Children)>,
+    mut wings: Query<(&GateWing, &mut Transform)>,
+) {
     for (mut gate, children) in &mut gates {
         let target = if gate.open { 1.0 } else { 0.0 };
         gate.progress += (target - gate.progress).clamp(-1.0, 1.0) * (time.delta_secs() * 0.8).min(1.0);
@@ -820,7 +772,7 @@ fn collect_errors(mut errors: MessageReader<NpcError>, npcs: Query<&LiveNpc>, mu
     }
 }
 
-#[allow(clippy::type_complexity)]
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
 fn update_hud(
     subs: Res<Subtitles>,
     inventory: Res<Inventory>,
@@ -940,7 +892,10 @@ mod script {
             }
             2 => {
                 if let Some((e, ..)) = bram {
-                    say.write(SayToNpc { npc: e, text: "Good evening, Bram. Could you please open the north gate?".into() });
+                    say.write(SayToNpc {
+                        npc: e,
+                        text: "Good evening, Bram. Could you please open the north gate?".into(),
+                    });
                     script.asked_at = Some(script.frames);
                     script.step = 3;
                 }

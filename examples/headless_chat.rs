@@ -13,19 +13,16 @@ use std::io::BufRead;
 use std::process::ExitCode;
 use std::time::Duration;
 
+#[path = "shared/inventory.rs"]
+mod inventory;
+
 use bevy::app::ScheduleRunnerPlugin;
 use bevy::log::LogPlugin;
-use bevy::transform::TransformPlugin;
 use bevy::prelude::*;
-use bevy_live_npc::audio::{
-    AudioBackendChoice, NpcVoice, OfflineClock, OfflineOutput, OfflineSettings, VoiceStatus,
-};
+use bevy::transform::TransformPlugin;
+use bevy_live_npc::audio::{AudioBackendChoice, NpcVoice, OfflineClock, OfflineOutput, OfflineSettings, VoiceStatus};
 use bevy_live_npc::prelude::*;
-use bevy_live_npc::session::{ENV_API_KEY, normalize_base};
 use crossbeam_channel::{Receiver, TryRecvError};
-use schemars::JsonSchema;
-use serde::Deserialize;
-use serde_json::json;
 
 const USAGE: &str = "usage: headless_chat [--endpoint URL] [--npc NAME] [--persona TEXT] [--voice VOICE]
                      [--wav FILE] [--listener-offset X,Y,Z]
@@ -96,45 +93,6 @@ fn parse_args() -> Result<Args, String> {
         return Err("--npc must not be empty".into());
     }
     Ok(args)
-}
-
-/// What the player carries.
-#[derive(Resource)]
-struct Inventory(Vec<(String, u32)>);
-
-impl Inventory {
-    fn as_json(&self) -> serde_json::Value {
-        self.0.iter().map(|(item, count)| json!({"item": item, "count": count})).collect()
-    }
-}
-
-fn check_inventory(In(_): In<ToolInput>, inventory: Res<Inventory>) -> ToolResult {
-    Ok(inventory.as_json())
-}
-
-/// An item to give the player.
-#[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct GiveItem {
-    /// What to give.
-    item: String,
-    /// How many.
-    #[serde(default = "one")]
-    #[schemars(range(min = 1))]
-    count: u32,
-}
-
-fn one() -> u32 {
-    1
-}
-
-fn give_item(In(input): In<ToolInput<GiveItem>>, mut inventory: ResMut<Inventory>) -> ToolResult {
-    let GiveItem { item, count } = input.args;
-    match inventory.0.iter_mut().find(|(name, _)| *name == item) {
-        Some((_, have)) => *have += count,
-        None => inventory.0.push((item.clone(), count)),
-    }
-    Ok(json!({"gave": item, "count": count}))
 }
 
 /// A line from stdin, or its end.
@@ -238,18 +196,15 @@ fn main() -> ExitCode {
     };
     let mut plugin = LiveNpcPlugin::default().auto_engage(false);
     if let Some(url) = &args.endpoint {
-        // An explicit endpoint gets the API key, if one is set.
-        let auth = std::env::var(ENV_API_KEY)
-            .ok()
-            .filter(|k| !k.trim().is_empty())
-            .map(|k| Auth::ApiKey(Secret::new(k)))
-            .unwrap_or_default();
-        plugin = plugin.backend(LiveBackend::Endpoint { url: normalize_base(url), auth, extra_root_pem: Vec::new() });
+        plugin = plugin.backend(LiveBackend::explicit_endpoint(url));
     }
     let recording = match &args.wav {
         Some(path) => {
-            let settings =
-                OfflineSettings { clock: OfflineClock::RealTime { speed: 1.0 }, record: Some(path.clone()), ..default() };
+            let settings = OfflineSettings {
+                clock: OfflineClock::RealTime { speed: 1.0 },
+                record: Some(path.clone()),
+                ..default()
+            };
             match OfflineOutput::new(settings) {
                 Ok(o) => Some(o),
                 Err(e) => {
@@ -270,6 +225,7 @@ fn main() -> ExitCode {
     });
 
     let mut app = App::new();
+    inventory::add_inventory_tools(&mut app);
     app.add_plugins((
         MinimalPlugins.set(ScheduleRunnerPlugin::run_loop(Duration::from_millis(5))),
         LogPlugin { level: bevy::log::Level::WARN, ..default() },
@@ -277,9 +233,7 @@ fn main() -> ExitCode {
         TransformPlugin,
         plugin,
     ))
-    .insert_resource(Inventory(vec![("torch".into(), 1), ("bread".into(), 2), ("coins".into(), 12)]))
-    .add_npc_tool(NpcTool::new("check_inventory", "Lists what the player carries.").run(check_inventory))
-    .add_npc_tool(NpcTool::new("give_item", "Gives the player an item.").run(give_item))
+    .insert_resource(inventory::Inventory(vec![("torch".into(), 1), ("bread".into(), 2), ("coins".into(), 12)]))
     .add_systems(Update, (print_output, send_lines).chain());
 
     let npc = app

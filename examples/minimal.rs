@@ -13,11 +13,20 @@ fn main() -> AppExit {
 }
 
 fn setup(mut commands: Commands, mut say: MessageWriter<SayToNpc>) {
-    let npc = commands.spawn(LiveNpc::new("Mira").persona("You are Mira, the village blacksmith.")).id();
-    say.write(SayToNpc { npc, text: "Hello! Who are you?".into() });
+    let npc = commands
+        .spawn(LiveNpc::new("Mira").persona("You are Mira, the village blacksmith."))
+        .id();
+    say.write(SayToNpc {
+        npc,
+        text: "Hello! Who are you?".into(),
+    });
 }
 
-fn print_reply(mut lines: MessageReader<NpcTranscript>, mut errors: MessageReader<NpcError>, mut exit: MessageWriter<AppExit>) {
+fn print_reply(
+    mut lines: MessageReader<NpcTranscript>,
+    mut errors: MessageReader<NpcError>,
+    mut exit: MessageWriter<AppExit>,
+) {
     for line in lines.read().filter(|l| l.speaker == Speaker::Npc && l.is_final) {
         println!("Mira: {}", line.text);
         exit.write(AppExit::Success);

@@ -64,11 +64,19 @@ impl NpcDefinition {
         npc.voice = self.voice.clone();
         npc.language = self.language.clone();
         npc.tools = self.tools.clone();
-        npc.modality = if self.text_only { Modality::Text } else { Modality::Audio };
+        npc.modality = if self.text_only {
+            Modality::Text
+        } else {
+            Modality::Audio
+        };
         npc.proactive_audio = self.proactive_audio;
         npc.affective_dialog = self.affective_dialog;
         if self.push_to_talk == npc.vad.automatic {
-            npc.vad = if self.push_to_talk { VadSettings::manual() } else { VadSettings::default() };
+            npc.vad = if self.push_to_talk {
+                VadSettings::manual()
+            } else {
+                VadSettings::default()
+            };
         }
     }
 
@@ -150,7 +158,10 @@ pub fn apply_definitions(
             Some(mut npc) => {
                 let mut next = npc.clone();
                 def.apply(&mut next);
-                if next.name != npc.name || next.persona != npc.persona || next.tools != npc.tools || next.voice != npc.voice
+                if next.name != npc.name
+                    || next.persona != npc.persona
+                    || next.tools != npc.tools
+                    || next.voice != npc.voice
                 {
                     info!("NPC definition of {} changed; updating", def.name);
                 }

@@ -145,6 +145,19 @@ impl Default for LiveNpcPlugin {
     }
 }
 
+impl LiveBackend {
+    /// An endpoint named explicitly (a command-line flag): it wins over the environment and
+    /// receives `GEMINI_API_KEY`, if set, as its key.
+    pub fn explicit_endpoint(url: &str) -> LiveBackend {
+        let auth = std::env::var(crate::session::ENV_API_KEY)
+            .ok()
+            .filter(|k| !k.trim().is_empty())
+            .map(|k| Auth::ApiKey(Secret::new(k)))
+            .unwrap_or_default();
+        LiveBackend::Endpoint { url: crate::session::normalize_base(url), auth, extra_root_pem: Vec::new() }
+    }
+}
+
 impl LiveNpcPlugin {
     /// Uses this backend.
     pub fn backend(mut self, backend: LiveBackend) -> Self {
@@ -488,7 +501,11 @@ impl Plugin for LiveNpcPlugin {
     }
 }
 
-fn shutdown_on_exit(mut exits: MessageReader<AppExit>, mut commands: Commands, runtime: Option<ResMut<LiveNpcRuntime>>) {
+fn shutdown_on_exit(
+    mut exits: MessageReader<AppExit>,
+    mut commands: Commands,
+    runtime: Option<ResMut<LiveNpcRuntime>>,
+) {
     if exits.read().next().is_none() {
         return;
     }

@@ -28,7 +28,11 @@ use crate::sim::Scenario;
 /// allows), with an optional scenario. No audio output (tests behave the same with or without
 /// a sound card); choose one with `.audio(..)`.
 pub fn sim_plugin(scenario: Option<Scenario>) -> LiveNpcPlugin {
-    let plugin = LiveNpcPlugin::default().simulator(SimulatorSettings { pace: 0.0, seed: 7, scenario });
+    let plugin = LiveNpcPlugin::default().simulator(SimulatorSettings {
+        pace: 0.0,
+        seed: 7,
+        scenario,
+    });
     #[cfg(feature = "audio")]
     let plugin = plugin.audio(crate::audio::AudioBackendChoice::Disabled);
     plugin
@@ -44,8 +48,7 @@ pub trait TestApp {
     fn update_until<M: Message + Clone>(&mut self, pred: impl FnMut(&M) -> bool) -> Option<M>;
 
     /// [`update_until`](TestApp::update_until) with an explicit limit.
-    fn update_until_within<M: Message + Clone>(&mut self, limit: Duration, pred: impl FnMut(&M) -> bool)
-    -> Option<M>;
+    fn update_until_within<M: Message + Clone>(&mut self, limit: Duration, pred: impl FnMut(&M) -> bool) -> Option<M>;
 
     /// Updates until `done(world)` is true, or the wait limit passes; returns whether it became true.
     fn update_while_not(&mut self, limit: Duration, done: impl FnMut(&mut World) -> bool) -> bool;

@@ -295,9 +295,7 @@ pub fn scrub_secrets(text: &str) -> String {
         out.push_str(keep_marker);
         out.push_str("REDACTED");
         let after = &rest[i + marker.len()..];
-        let end = after
-            .find(['&', ' ', '"', '\'', ',', ')'])
-            .unwrap_or(after.len());
+        let end = after.find(['&', ' ', '"', '\'', ',', ')']).unwrap_or(after.len());
         rest = &after[end..];
     }
     out

@@ -154,13 +154,19 @@ pub fn resolve_backend(
     api_key: Option<&str>,
 ) -> ResolvedBackend {
     let nonempty = |s: Option<&str>| s.map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
-    let key = nonempty(api_key).map(|k| Auth::ApiKey(Secret::new(k))).unwrap_or_default();
+    let key = nonempty(api_key)
+        .map(|k| Auth::ApiKey(Secret::new(k)))
+        .unwrap_or_default();
     let explicit = nonempty(flag)
         .map(|u| (u, EndpointSource::Flag))
         .or_else(|| nonempty(env_endpoint).map(|u| (u, EndpointSource::Environment)))
         .or_else(|| nonempty(config_endpoint).map(|u| (u, EndpointSource::Config)));
     match explicit {
-        Some((url, source)) => ResolvedBackend::Endpoint { base_url: normalize_base(&url), auth: key, source },
+        Some((url, source)) => ResolvedBackend::Endpoint {
+            base_url: normalize_base(&url),
+            auth: key,
+            source,
+        },
         None if key != Auth::None => ResolvedBackend::Endpoint {
             base_url: GEMINI_BASE_URL.to_owned(),
             auth: key,
@@ -263,9 +269,11 @@ impl ModelCapabilities {
                 text_output: false,
                 ..permissive
             },
-            id if id.starts_with("gemini-2.5-flash-native-audio") => {
-                ModelCapabilities { thinking_level: false, text_output: false, ..permissive }
-            }
+            id if id.starts_with("gemini-2.5-flash-native-audio") => ModelCapabilities {
+                thinking_level: false,
+                text_output: false,
+                ..permissive
+            },
             _ => permissive,
         }
     }
@@ -274,7 +282,10 @@ impl ModelCapabilities {
     pub fn check(&self, setup: &Setup<'_>) -> Result<(), LiveError> {
         let model = &setup.model;
         let reject = |what: &str| {
-            Err(LiveError::fatal(CloseCode::InvalidArgument, format!("{model} does not support {what}")))
+            Err(LiveError::fatal(
+                CloseCode::InvalidArgument,
+                format!("{model} does not support {what}"),
+            ))
         };
         if let Some(g) = &setup.generation_config {
             if g.enable_affective_dialog == Some(true) && !self.affective_dialog {
@@ -397,11 +408,19 @@ mod tests {
     #[test]
     fn precedence() {
         use ResolvedBackend as R;
-        let ep = |u: &str, auth: Auth, source| R::Endpoint { base_url: u.into(), auth, source };
+        let ep = |u: &str, auth: Auth, source| R::Endpoint {
+            base_url: u.into(),
+            auth,
+            source,
+        };
         assert_eq!(resolve_backend(None, None, None, None), R::Simulator);
         assert_eq!(
             resolve_backend(None, None, None, Some("k")),
-            ep(GEMINI_BASE_URL, Auth::ApiKey(Secret::new("k")), EndpointSource::RealService)
+            ep(
+                GEMINI_BASE_URL,
+                Auth::ApiKey(Secret::new("k")),
+                EndpointSource::RealService
+            )
         );
         assert_eq!(
             resolve_backend(Some("ws://a/"), Some("ws://b"), Some("ws://c"), None),
@@ -411,7 +430,10 @@ mod tests {
             resolve_backend(None, Some("ws://b//"), Some("ws://c"), Some("k")),
             ep("ws://b", Auth::ApiKey(Secret::new("k")), EndpointSource::Environment)
         );
-        assert_eq!(resolve_backend(None, Some(""), Some("ws://c"), None), ep("ws://c", Auth::None, EndpointSource::Config));
+        assert_eq!(
+            resolve_backend(None, Some(""), Some("ws://c"), None),
+            ep("ws://c", Auth::None, EndpointSource::Config)
+        );
     }
 
     #[test]
@@ -420,21 +442,33 @@ mod tests {
             session_url("ws://127.0.0.1:9/", &Auth::None),
             "ws://127.0.0.1:9/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
         );
-        assert!(session_url("wss://x", &Auth::Token(Secret::new("t"))).ends_with("v1alpha.GenerativeService.BidiGenerateContentConstrained"));
+        assert!(
+            session_url("wss://x", &Auth::Token(Secret::new("t")))
+                .ends_with("v1alpha.GenerativeService.BidiGenerateContentConstrained")
+        );
         assert_eq!(format!("{:?}", Secret::new("AIzaXYZ")), "Secret(REDACTED)");
     }
 
     #[test]
     fn capabilities() {
         use crate::protocol::{GenerationConfig, ProactivityConfig};
-        let mut s = Setup { model: "models/gemini-3.8-live".into(), ..Default::default() };
-        s.generation_config = Some(GenerationConfig { enable_affective_dialog: Some(true), ..Default::default() });
+        let mut s = Setup {
+            model: "models/gemini-3.8-live".into(),
+            ..Default::default()
+        };
+        s.generation_config = Some(GenerationConfig {
+            enable_affective_dialog: Some(true),
+            ..Default::default()
+        });
         assert!(ModelCapabilities::of(&s.model).check(&s).is_err());
         s.model = "models/gemini-2.5-flash-native-audio-preview-12-2025".into();
         assert!(ModelCapabilities::of(&s.model).check(&s).is_ok());
         s.model = "gemini-3.8-live".into();
         s.generation_config = None;
-        s.proactivity = Some(ProactivityConfig { proactive_audio: Some(false), proactive_video: None });
+        s.proactivity = Some(ProactivityConfig {
+            proactive_audio: Some(false),
+            proactive_video: None,
+        });
         let e = ModelCapabilities::of(&s.model).check(&s).unwrap_err();
         assert!(!e.is_retryable());
         assert!(e.reason.contains("proactive"), "{e}");

@@ -41,8 +41,8 @@ use tokio::sync::mpsc;
 
 pub use config::{
     Auth, DEFAULT_MODEL, ENV_API_KEY, ENV_ENDPOINT, ENV_MODEL, EndpointSource, GEMINI_BASE_URL, ModelCapabilities,
-    ResolvedBackend, Secret, SessionConfig, TokenFuture, TokenProvider, normalize_base, resolve_backend, resolve_backend_from_env, resolve_model,
-    session_url,
+    ResolvedBackend, Secret, SessionConfig, TokenFuture, TokenProvider, normalize_base, resolve_backend,
+    resolve_backend_from_env, resolve_model, session_url,
 };
 pub use handle::{
     AudioSink, ConnectionState, MicHandle, NullSink, SendError, SessionCommand, SessionEvent, SessionHandle,
@@ -60,7 +60,9 @@ pub struct LiveRuntime {
 
 impl std::fmt::Debug for LiveRuntime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LiveRuntime").field("live_sessions", &self.live_sessions()).finish()
+        f.debug_struct("LiveRuntime")
+            .field("live_sessions", &self.live_sessions())
+            .finish()
     }
 }
 
@@ -85,7 +87,11 @@ impl LiveRuntime {
             .thread_name("live-npc-net")
             .enable_all()
             .build()?;
-        Ok(LiveRuntime { runtime: Some(runtime), live: Arc::default(), closers: Mutex::new(Vec::new()) })
+        Ok(LiveRuntime {
+            runtime: Some(runtime),
+            live: Arc::default(),
+            closers: Mutex::new(Vec::new()),
+        })
     }
 
     /// The tokio handle, for spawning related work (e.g. the embedded simulator).
@@ -100,7 +106,15 @@ impl LiveRuntime {
         let metrics = Arc::new(SessionMetrics::default());
         let mic = MicHandle::new(config.mic_capacity, metrics.clone());
         let tls = prebuilt_tls(&config);
-        let task = task::SessionTask::new(config, cmd_rx, ev_tx, mic.queue.clone(), Box::new(sink), metrics.clone(), tls);
+        let task = task::SessionTask::new(
+            config,
+            cmd_rx,
+            ev_tx,
+            mic.queue.clone(),
+            Box::new(sink),
+            metrics.clone(),
+            tls,
+        );
         if let Ok(mut closers) = self.closers.lock() {
             closers.retain(|w| w.strong_count() > 0);
             closers.push(cmd_tx.downgrade());
@@ -113,7 +127,13 @@ impl LiveRuntime {
                 task.run().await;
             })
         });
-        SessionHandle { commands: cmd_tx, events: ev_rx, mic, metrics, task: join }
+        SessionHandle {
+            commands: cmd_tx,
+            events: ev_rx,
+            mic,
+            metrics,
+            task: join,
+        }
     }
 
     /// Sessions whose task is still running.
@@ -155,7 +175,11 @@ impl Drop for LiveRuntime {
 #[cfg(feature = "tls")]
 fn prebuilt_tls(config: &SessionConfig) -> Option<task::TlsConnector> {
     // Built per session only when needed; errors surface from the task as typed errors.
-    if config.base_url.starts_with("wss://") { tls_config(&config.extra_root_pem).ok() } else { None }
+    if config.base_url.starts_with("wss://") {
+        tls_config(&config.extra_root_pem).ok()
+    } else {
+        None
+    }
 }
 
 #[cfg(not(feature = "tls"))]

@@ -19,8 +19,8 @@ use super::handle::{
     AudioSink, ConnectionState, EventSender, MicQueue, SessionCommand, SessionEvent, SessionMetrics, TextMode,
 };
 use crate::protocol::{
-    ClientMessage, CloseCode, LiveError, Part, Retry, ServerContent, ServerMessage,
-    ServerPayload, SessionResumptionConfig, ToolResponse, UsageMetadata, reasons,
+    ClientMessage, CloseCode, LiveError, Part, Retry, ServerContent, ServerMessage, ServerPayload,
+    SessionResumptionConfig, ToolResponse, UsageMetadata, reasons,
 };
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -135,7 +135,11 @@ impl SessionTask {
         }
         let mut attempt: u32 = 0;
         loop {
-            let state = if self.ever_ready { ConnectionState::Reconnecting { attempt } } else { ConnectionState::Connecting };
+            let state = if self.ever_ready {
+                ConnectionState::Reconnecting { attempt }
+            } else {
+                ConnectionState::Connecting
+            };
             self.emit(SessionEvent::State(state)).await;
             let resuming = self.handle.is_some() && self.cfg.resumption;
             let connected = self.connect_and_setup().await;
@@ -197,7 +201,11 @@ impl SessionTask {
 
     async fn fail(&mut self, error: LiveError) {
         warn!("live session failed: {error}");
-        self.emit(SessionEvent::Error { error: error.clone(), fatal: true }).await;
+        self.emit(SessionEvent::Error {
+            error: error.clone(),
+            fatal: true,
+        })
+        .await;
         self.emit(SessionEvent::State(ConnectionState::Failed(error))).await;
     }
 
@@ -227,7 +235,10 @@ impl SessionTask {
     fn setup_message(&self) -> ClientMessage<'static> {
         let mut setup = self.cfg.setup.clone();
         setup.session_resumption = if self.cfg.resumption {
-            Some(SessionResumptionConfig { handle: self.handle.clone(), transparent: None })
+            Some(SessionResumptionConfig {
+                handle: self.handle.clone(),
+                transparent: None,
+            })
         } else {
             None
         };
@@ -238,7 +249,10 @@ impl SessionTask {
         let timeout = self.cfg.setup_timeout;
         match tokio::time::timeout(timeout, self.connect_and_setup_inner()).await {
             Ok(r) => r,
-            Err(_) => Err(LiveError::dropped(format!("no setupComplete within {} ms", timeout.as_millis()))),
+            Err(_) => Err(LiveError::dropped(format!(
+                "no setupComplete within {} ms",
+                timeout.as_millis()
+            ))),
         }
     }
 
@@ -322,7 +336,10 @@ impl SessionTask {
             }
             write.close().await
         });
-        let mut out = Outbound { tx: out_tx, switching: false };
+        let mut out = Outbound {
+            tx: out_tx,
+            switching: false,
+        };
 
         // Input held during the switch goes first, in order.
         let held: Vec<_> = self.held.drain(..).collect();
@@ -428,8 +445,14 @@ impl SessionTask {
     /// Converts a command into a message (or nothing, for `Close`, handled by the caller).
     fn command_message(&mut self, cmd: SessionCommand) -> Option<ClientMessage<'static>> {
         Some(match cmd {
-            SessionCommand::Text { text, mode: TextMode::ClientContent } => ClientMessage::user_turn(text),
-            SessionCommand::Text { text, mode: TextMode::Realtime } => ClientMessage::realtime_text(text),
+            SessionCommand::Text {
+                text,
+                mode: TextMode::ClientContent,
+            } => ClientMessage::user_turn(text),
+            SessionCommand::Text {
+                text,
+                mode: TextMode::Realtime,
+            } => ClientMessage::realtime_text(text),
             SessionCommand::ClientContent(c) => ClientMessage::ClientContent(c),
             SessionCommand::ActivityStart => ClientMessage::activity_start(),
             SessionCommand::ActivityEnd => ClientMessage::activity_end(),
@@ -455,7 +478,10 @@ impl SessionTask {
         }
         // Reply latency runs from the last input before the model answers to its first audio.
         if !self.in_model_turn
-            && matches!(msg, ClientMessage::ClientContent(_) | ClientMessage::RealtimeInput(_) | ClientMessage::ToolResponse(_))
+            && matches!(
+                msg,
+                ClientMessage::ClientContent(_) | ClientMessage::RealtimeInput(_) | ClientMessage::ToolResponse(_)
+            )
         {
             self.last_input_at = Some(Instant::now());
             self.awaiting_first_audio = true;
@@ -576,7 +602,9 @@ impl SessionTask {
                         self.awaiting_first_audio = false;
                         if let Some(t) = self.last_input_at {
                             let us = t.elapsed().as_micros().clamp(1, u64::MAX as u128) as u64;
-                            self.metrics.last_reply_latency_us.store(us, std::sync::atomic::Ordering::Relaxed);
+                            self.metrics
+                                .last_reply_latency_us
+                                .store(us, std::sync::atomic::Ordering::Relaxed);
                         }
                     }
                     self.sink.push(&self.pcm);
@@ -624,7 +652,9 @@ impl SessionTask {
             self.in_model_turn = false;
             self.awaiting_first_audio = false;
             self.sink.end_of_turn();
-            self.queue_event(SessionEvent::TurnComplete { reason: c.turn_complete_reason });
+            self.queue_event(SessionEvent::TurnComplete {
+                reason: c.turn_complete_reason,
+            });
         }
     }
 
@@ -731,7 +761,10 @@ pub(crate) fn ws_error(e: &tungstenite::Error) -> LiveError {
             let code = status.as_u16();
             let text = format!("HTTP {code} during the WebSocket handshake");
             match code {
-                401 | 403 => LiveError::fatal(CloseCode::PolicyViolation, format!("{text}: {}", reasons::UNREGISTERED_CALLER)),
+                401 | 403 => LiveError::fatal(
+                    CloseCode::PolicyViolation,
+                    format!("{text}: {}", reasons::UNREGISTERED_CALLER),
+                ),
                 404 => LiveError::fatal(CloseCode::PolicyViolation, format!("{text}: wrong endpoint path")),
                 429 => LiveError::fatal(CloseCode::Internal, format!("{text}: {}", reasons::EXHAUSTED)),
                 _ if status.is_server_error() => LiveError::dropped(text),

@@ -22,7 +22,8 @@ pub fn tls_config(extra_root_pem: &[Vec<u8>]) -> Result<Arc<rustls::ClientConfig
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     for pem in extra_root_pem {
         for cert in CertificateDer::pem_slice_iter(pem) {
-            let cert = cert.map_err(|e| LiveError::fatal(CloseCode::Other(1015), format!("bad root certificate: {e}")))?;
+            let cert =
+                cert.map_err(|e| LiveError::fatal(CloseCode::Other(1015), format!("bad root certificate: {e}")))?;
             roots
                 .add(cert)
                 .map_err(|e| LiveError::fatal(CloseCode::Other(1015), format!("bad root certificate: {e}")))?;
@@ -46,15 +47,20 @@ pub(crate) async fn connect(cfg: &SessionConfig, auth: &Auth, tls: Option<TlsCon
         .into_client_request()
         .map_err(|e| LiveError::fatal(CloseCode::Other(0), format!("invalid endpoint URL: {e}")))?;
     let header = |v: String| {
-        HeaderValue::from_str(&v).map_err(|_| LiveError::fatal(CloseCode::InvalidArgument, "credential contains invalid characters"))
+        HeaderValue::from_str(&v)
+            .map_err(|_| LiveError::fatal(CloseCode::InvalidArgument, "credential contains invalid characters"))
     };
     match auth {
         Auth::None | Auth::Provider(_) => {}
         Auth::ApiKey(k) => {
-            request.headers_mut().insert("x-goog-api-key", header(k.expose().to_owned())?);
+            request
+                .headers_mut()
+                .insert("x-goog-api-key", header(k.expose().to_owned())?);
         }
         Auth::Token(t) => {
-            request.headers_mut().insert("authorization", header(format!("Token {}", t.expose()))?);
+            request
+                .headers_mut()
+                .insert("authorization", header(format!("Token {}", t.expose()))?);
         }
     }
     let config = Some(ws_config(cfg));
@@ -78,9 +84,14 @@ pub(crate) async fn connect(cfg: &SessionConfig, auth: &Auth, tls: Option<TlsCon
     {
         let _ = tls;
         if url.starts_with("wss://") {
-            return Err(LiveError::fatal(CloseCode::Other(1015), "wss:// needs the `tls` feature"));
+            return Err(LiveError::fatal(
+                CloseCode::Other(1015),
+                "wss:// needs the `tls` feature",
+            ));
         }
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(request, config, true).await.map_err(|e| ws_error(&e))?;
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(request, config, true)
+            .await
+            .map_err(|e| ws_error(&e))?;
         Ok(ws)
     }
 }
