@@ -12,14 +12,9 @@ use bevy_live_npc::protocol::{
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn audio_frame(ms: usize) -> Vec<u8> {
-    let samples: Vec<i16> = (0..24 * ms)
-        .map(|i| ((i as f32 * 0.05).sin() * 8000.0) as i16)
-        .collect();
+    let samples: Vec<i16> = (0..24 * ms).map(|i| ((i as f32 * 0.05).sin() * 8000.0) as i16).collect();
     let msg = ServerMessage::from(ServerPayload::ServerContent(ServerContent {
-        model_turn: Some(Content {
-            role: None,
-            parts: vec![Part::inline(Blob::pcm16(&samples, 24_000))],
-        }),
+        model_turn: Some(Content { role: None, parts: vec![Part::inline(Blob::pcm16(&samples, 24_000))] }),
         ..Default::default()
     }));
     msg.to_vec()
@@ -27,17 +22,11 @@ fn audio_frame(ms: usize) -> Vec<u8> {
 
 fn control_frames() -> Vec<Vec<u8>> {
     let transcript = ServerMessage::from(ServerPayload::ServerContent(ServerContent {
-        output_transcription: Some(Transcription {
-            text: Some("Welcome to the forge, ".into()),
-            ..Default::default()
-        }),
+        output_transcription: Some(Transcription { text: Some("Welcome to the forge, ".into()), ..Default::default() }),
         ..Default::default()
     }));
     let done = ServerMessage {
-        payload: ServerPayload::ServerContent(ServerContent {
-            turn_complete: Some(true),
-            ..Default::default()
-        }),
+        payload: ServerPayload::ServerContent(ServerContent { turn_complete: Some(true), ..Default::default() }),
         usage_metadata: Some(UsageMetadata {
             prompt_token_count: Some(120),
             total_token_count: Some(217),
@@ -62,9 +51,7 @@ fn bench(c: &mut Criterion) {
     for ms in [20usize, 40, 100] {
         let frame = audio_frame(ms);
         group.throughput(Throughput::Bytes(frame.len() as u64));
-        group.bench_function(format!("audio_{ms}ms"), |b| {
-            b.iter(|| decode(black_box(&frame), &mut pcm))
-        });
+        group.bench_function(format!("audio_{ms}ms"), |b| b.iter(|| decode(black_box(&frame), &mut pcm)));
     }
     // A realistic mix: 40 ms chunks with a transcript fragment every 10 chunks and a turn end.
     let mut mix: Vec<Vec<u8>> = (0..10).map(|_| audio_frame(40)).collect();

@@ -52,13 +52,9 @@ fn bench(c: &mut Criterion) {
 
     let ptt = PlayerMic::push_to_talk(bevy::input::keyboard::KeyCode::KeyV).echo_cancellation(false);
     let mut p = MicPipeline::new(&ptt, 44_100, 2);
-    g.bench_function("resample + gate, silence", |b| {
-        b.iter(|| black_box(run(&mut p, black_box(&silence), None)))
-    });
+    g.bench_function("resample + gate, silence", |b| b.iter(|| black_box(run(&mut p, black_box(&silence), None))));
     let mut p = MicPipeline::new(&ptt, 44_100, 2);
-    g.bench_function("resample + gate, speech", |b| {
-        b.iter(|| black_box(run(&mut p, black_box(&speech), None)))
-    });
+    g.bench_function("resample + gate, speech", |b| b.iter(|| black_box(run(&mut p, black_box(&speech), None))));
 
     let open = PlayerMic::open_mic();
     let mut p = MicPipeline::new(&open, 44_100, 2);

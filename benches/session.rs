@@ -15,10 +15,7 @@ const SESSIONS: usize = 100;
 
 fn open_sessions(sim: &LiveSim) -> (LiveRuntime, Vec<bevy_live_npc::session::SessionHandle>) {
     let runtime = LiveRuntime::new().expect("runtime");
-    let setup = Setup {
-        model: "models/gemini-3.8-live".into(),
-        ..Default::default()
-    };
+    let setup = Setup { model: "models/gemini-3.8-live".into(), ..Default::default() };
     let sessions: Vec<_> = (0..SESSIONS)
         .map(|_| runtime.spawn(SessionConfig::new(sim.base_url(), Auth::None, setup.clone()), NullSink))
         .collect();

@@ -13,13 +13,8 @@ fn main() -> AppExit {
 }
 
 fn setup(mut commands: Commands, mut say: MessageWriter<SayToNpc>) {
-    let npc = commands
-        .spawn(LiveNpc::new("Mira").persona("You are Mira, the village blacksmith."))
-        .id();
-    say.write(SayToNpc {
-        npc,
-        text: "Hello! Who are you?".into(),
-    });
+    let npc = commands.spawn(LiveNpc::new("Mira").persona("You are Mira, the village blacksmith.")).id();
+    say.write(SayToNpc { npc, text: "Hello! Who are you?".into() });
 }
 
 fn print_reply(

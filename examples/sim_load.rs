@@ -53,20 +53,11 @@ struct Counters {
 
 fn parse_args() -> Result<Args, String> {
     use lexopt::prelude::*;
-    let mut a = Args {
-        sessions: 256,
-        secs: 45,
-        ramp: 15,
-        endpoint: None,
-        sim_pid: None,
-    };
+    let mut a = Args { sessions: 256, secs: 45, ramp: 15, endpoint: None, sim_pid: None };
     let mut p = lexopt::Parser::from_env();
     while let Some(arg) = p.next().map_err(|e| e.to_string())? {
         let v = |p: &mut lexopt::Parser| -> Result<String, String> {
-            p.value()
-                .map_err(|e| e.to_string())?
-                .into_string()
-                .map_err(|_| "not UTF-8".to_owned())
+            p.value().map_err(|e| e.to_string())?.into_string().map_err(|_| "not UTF-8".to_owned())
         };
         match arg {
             Long("sessions") => a.sessions = v(&mut p)?.parse().map_err(|e| format!("--sessions: {e}"))?,
@@ -76,7 +67,7 @@ fn parse_args() -> Result<Args, String> {
             Long("sim-pid") => a.sim_pid = Some(v(&mut p)?.parse().map_err(|e| format!("--sim-pid: {e}"))?),
             Long("help") | Short('h') => {
                 return Err(
-                    "usage: sim_load [--sessions N] [--secs S] [--ramp S] [--endpoint URL --sim-pid PID]".into(),
+                    "usage: sim_load [--sessions N] [--secs S] [--ramp S] [--endpoint URL --sim-pid PID]".into()
                 );
             }
             other => return Err(other.unexpected().to_string()),
@@ -91,10 +82,7 @@ fn parse_args() -> Result<Args, String> {
 fn speech(name: &str) -> Result<Vec<i16>, String> {
     let path = format!("{}/tests/fixtures/speech/{name}", env!("CARGO_MANIFEST_DIR"));
     let reader = hound::WavReader::open(&path).map_err(|e| format!("{path}: {e}"))?;
-    reader
-        .into_samples::<i16>()
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{path}: {e}"))
+    reader.into_samples::<i16>().collect::<Result<Vec<_>, _>>().map_err(|e| format!("{path}: {e}"))
 }
 
 /// CPU ticks (user + system) per thread name, for the threads of `pid` ("self" for this one).
@@ -132,9 +120,7 @@ fn rss_kib(pid: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
 }
@@ -228,16 +214,11 @@ fn run() -> Result<(), String> {
         speech("player-interrupt-16k.wav")?,
     ]);
     let rss_base = rss_kib("self");
+    let ext_rss_base = args.sim_pid.map_or(0, |p| rss_kib(&p.to_string()));
     // The simulator on its own runtime (threads `live-sim-worker`), unless one is given.
     let sim = match &args.endpoint {
         Some(_) => None,
-        None => Some(
-            LiveSim::builder()
-                .pace(1.0)
-                .seed(1)
-                .start_in_background()
-                .map_err(|e| e.to_string())?,
-        ),
+        None => Some(LiveSim::builder().pace(1.0).seed(1).start_in_background().map_err(|e| e.to_string())?),
     };
     let base = match (&args.endpoint, &sim) {
         (Some(e), _) => e.trim_end_matches('/').to_owned(),
@@ -260,11 +241,7 @@ fn run() -> Result<(), String> {
         args.sessions,
         args.ramp,
         args.secs,
-        if sim.is_some() {
-            "in-process simulator"
-        } else {
-            "external simulator"
-        }
+        if sim.is_some() { "in-process simulator" } else { "external simulator" }
     );
     clients.block_on(async {
         let mut tasks = tokio::task::JoinSet::new();
@@ -347,10 +324,11 @@ fn run() -> Result<(), String> {
             let total = |m: &HashMap<String, u64>| m.values().sum::<u64>();
             let sim_cpu = total(&e1).saturating_sub(total(&e0)) as f64 / TICKS / dt * 100.0;
             println!(
-                "  CPU: simulator process {sim_cpu:.0}% ({:.2}% per session); RSS peak {} MiB ({:.0} KiB per session)",
+                "  CPU: simulator process {sim_cpu:.0}% ({:.2}% per session); RSS {} MiB before, {} MiB peak ({:.0} KiB per session)",
                 sim_cpu / n,
+                ext_rss_base / 1024,
                 ext_rss_peak / 1024,
-                ext_rss_peak as f64 / n
+                ext_rss_peak.saturating_sub(ext_rss_base) as f64 / n
             );
             println!("  CPU: clients {:.0}% of one core", cpu("client", &ticks0, &ticks1));
         }

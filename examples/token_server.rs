@@ -89,18 +89,13 @@ fn run() -> Result<(), String> {
             other => return Err(other.unexpected().to_string()),
         }
     }
-    let key = key
-        .filter(|k| !k.trim().is_empty())
-        .ok_or("no API key: set GEMINI_API_KEY or pass --api-key")?;
+    let key = key.filter(|k| !k.trim().is_empty()).ok_or("no API key: set GEMINI_API_KEY or pass --api-key")?;
     let mut config = TokenServerConfig::new(endpoint, Secret::new(key));
     config.policy.uses = uses;
     config.policy.expire_after = expire;
     config.policy.new_session_after = new_session;
     if let Some(m) = model {
-        config.policy.setup = Some(Setup {
-            model: bevy_live_npc::protocol::model_resource(&m),
-            ..Default::default()
-        });
+        config.policy.setup = Some(Setup { model: bevy_live_npc::protocol::model_resource(&m), ..Default::default() });
         config.policy.field_mask = Some("model".to_owned());
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -109,9 +104,7 @@ fn run() -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async move {
-        let server = TokenServer::start(addr, config)
-            .await
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let server = TokenServer::start(addr, config).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "listening on {}", server.url()).and_then(|()| out.flush());
         drop(out);

@@ -64,19 +64,11 @@ impl NpcDefinition {
         npc.voice = self.voice.clone();
         npc.language = self.language.clone();
         npc.tools = self.tools.clone();
-        npc.modality = if self.text_only {
-            Modality::Text
-        } else {
-            Modality::Audio
-        };
+        npc.modality = if self.text_only { Modality::Text } else { Modality::Audio };
         npc.proactive_audio = self.proactive_audio;
         npc.affective_dialog = self.affective_dialog;
         if self.push_to_talk == npc.vad.automatic {
-            npc.vad = if self.push_to_talk {
-                VadSettings::manual()
-            } else {
-                VadSettings::default()
-            };
+            npc.vad = if self.push_to_talk { VadSettings::manual() } else { VadSettings::default() };
         }
     }
 

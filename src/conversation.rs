@@ -56,10 +56,7 @@ pub struct NpcConversation {
 
 impl std::fmt::Debug for NpcConversation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NpcConversation")
-            .field("ready", &self.ready)
-            .field("speaking", &self.speaking)
-            .finish()
+        f.debug_struct("NpcConversation").field("ready", &self.ready).field("speaking", &self.speaking).finish()
     }
 }
 
@@ -211,20 +208,15 @@ pub(crate) fn npc_setup(npc: &LiveNpc, model: &str, registry: &NpcToolRegistry) 
         input_audio_transcription: npc.transcription.then(AudioTranscriptionConfig::default),
         output_audio_transcription: (npc.transcription && npc.modality == Modality::Audio)
             .then(AudioTranscriptionConfig::default),
-        proactivity: npc.proactive_audio.then_some(ProactivityConfig {
-            proactive_audio: Some(true),
-            proactive_video: None,
-        }),
+        proactivity: npc
+            .proactive_audio
+            .then_some(ProactivityConfig { proactive_audio: Some(true), proactive_video: None }),
         ..Default::default()
     }
 }
 
-type FocusCandidate = (
-    Entity,
-    &'static GlobalTransform,
-    Option<&'static InEngageRange>,
-    Option<&'static mut NpcConversation>,
-);
+type FocusCandidate =
+    (Entity, &'static GlobalTransform, Option<&'static InEngageRange>, Option<&'static mut NpcConversation>);
 
 type WantedNpc = (
     Entity,
@@ -268,17 +260,9 @@ pub fn update_focus(
         if !inside {
             continue;
         }
-        let facing = if distance > 1e-3 {
-            listener.forward().dot(to_npc / distance)
-        } else {
-            1.0
-        };
+        let facing = if distance > 1e-3 { listener.forward().dot(to_npc / distance) } else { 1.0 };
         // Faced NPCs win over merely near ones; among faced ones the most central wins.
-        let score = if facing >= cos_limit {
-            10.0 + facing
-        } else {
-            1.0 / (1.0 + distance)
-        };
+        let score = if facing >= cos_limit { 10.0 + facing } else { 1.0 / (1.0 + distance) };
         if best.is_none_or(|(_, s)| score > s) {
             best = Some((entity, score));
         }
@@ -299,9 +283,7 @@ pub fn update_focus(
         }
         focus.current = next;
     }
-    let target = next
-        .and_then(|e| npcs.get(e).ok())
-        .and_then(|(e, _, _, c)| c.map(|c| (e, c.mic())));
+    let target = next.and_then(|e| npcs.get(e).ok()).and_then(|(e, _, _, c)| c.map(|c| (e, c.mic())));
     let current_route = route.get().map(|(e, _)| e);
     if current_route != target.as_ref().map(|(e, _)| *e) {
         route.set(target);
@@ -353,14 +335,7 @@ pub fn open_sessions(
                     ),
                 );
                 warn!("{}", error.reason);
-                announce(
-                    &mut commands,
-                    NpcError {
-                        entity,
-                        error,
-                        fatal: false,
-                    },
-                );
+                announce(&mut commands, NpcError { entity, error, fatal: false });
             }
             continue;
         }
@@ -371,18 +346,8 @@ pub fn open_sessions(
             Ok(u) => u.to_owned(),
             Err(reason) => {
                 let error = crate::protocol::LiveError::fatal(crate::protocol::CloseCode::Other(0), reason);
-                commands
-                    .entity(entity)
-                    .insert(NpcState::failed(&error))
-                    .remove::<ConversationRequested>();
-                announce(
-                    &mut commands,
-                    NpcError {
-                        entity,
-                        error,
-                        fatal: true,
-                    },
-                );
+                commands.entity(entity).insert(NpcState::failed(&error)).remove::<ConversationRequested>();
+                announce(&mut commands, NpcError { entity, error, fatal: true });
                 continue;
             }
         };
@@ -414,13 +379,7 @@ pub fn open_sessions(
             NpcState::Connecting,
         ));
         commands.entity(entity).remove::<PendingSay>();
-        announce(
-            &mut commands,
-            NpcStateChanged {
-                entity,
-                state: NpcState::Connecting,
-            },
-        );
+        announce(&mut commands, NpcStateChanged { entity, state: NpcState::Connecting });
     }
 }
 
@@ -440,17 +399,8 @@ pub fn close_idle_sessions(
             conv.session.is_finished() && conv.session.events().is_empty() && !matches!(state, NpcState::Failed(_));
         if idle >= settings.idle_timeout.as_secs_f64() && !conv.speaking || finished {
             info!("closing the conversation with {entity:?} after {idle:.0} s idle");
-            commands
-                .entity(entity)
-                .remove::<(NpcConversation, ConversationRequested)>()
-                .insert(NpcState::Idle);
-            announce(
-                &mut commands,
-                NpcStateChanged {
-                    entity,
-                    state: NpcState::Idle,
-                },
-            );
+            commands.entity(entity).remove::<(NpcConversation, ConversationRequested)>().insert(NpcState::Idle);
+            announce(&mut commands, NpcStateChanged { entity, state: NpcState::Idle });
         }
     }
 }
@@ -489,16 +439,7 @@ pub fn receive_events(
                 break;
             };
             conv.last_activity = t;
-            handle_event(
-                &mut commands,
-                entity,
-                npc,
-                &mut conv,
-                &mut state,
-                &mut stats,
-                &mut pending,
-                event,
-            );
+            handle_event(&mut commands, entity, npc, &mut conv, &mut state, &mut stats, &mut pending, event);
         }
     }
 }
@@ -517,10 +458,8 @@ fn handle_event(
     match event {
         SessionEvent::State(s) => {
             // A turn cut off by a dropped connection is over; the resumed session starts clean.
-            if matches!(
-                s,
-                ConnectionState::Reconnecting { .. } | ConnectionState::Failed(_) | ConnectionState::Closed
-            ) && conv.speaking
+            if matches!(s, ConnectionState::Reconnecting { .. } | ConnectionState::Failed(_) | ConnectionState::Closed)
+                && conv.speaking
             {
                 end_npc_turn(commands, entity, conv, state, stats, true);
             }
@@ -553,14 +492,7 @@ fn handle_event(
         }
         SessionEvent::ContextLost => {
             let error = crate::protocol::LiveError::dropped("the conversation could not be resumed; it starts over");
-            announce(
-                commands,
-                NpcError {
-                    entity,
-                    error,
-                    fatal: false,
-                },
-            );
+            announce(commands, NpcError { entity, error, fatal: false });
         }
         SessionEvent::InputTranscript { text, finished } => {
             if conv.typed_turn {
@@ -570,13 +502,7 @@ fn handle_event(
             let line = conv.player_text.trim().to_owned();
             announce(
                 commands,
-                NpcTranscript {
-                    entity,
-                    speaker: Speaker::Player,
-                    text: line,
-                    delta: text,
-                    is_final: finished,
-                },
+                NpcTranscript { entity, speaker: Speaker::Player, text: line, delta: text, is_final: finished },
             );
             if finished {
                 conv.player_text.clear();
@@ -598,13 +524,7 @@ fn handle_event(
             let line = conv.npc_text.trim().to_owned();
             announce(
                 commands,
-                NpcTranscript {
-                    entity,
-                    speaker: Speaker::Npc,
-                    text: line,
-                    delta: text,
-                    is_final: false,
-                },
+                NpcTranscript { entity, speaker: Speaker::Npc, text: line, delta: text, is_final: false },
             );
         }
         SessionEvent::Interrupted => {
@@ -641,15 +561,7 @@ fn handle_event(
                     name = conv.ran_calls.iter().find(|(i, _)| *i == id).map(|(_, n)| n.clone());
                 }
                 let name = name.unwrap_or_default();
-                announce(
-                    commands,
-                    NpcToolCancelled {
-                        entity,
-                        call_id: id,
-                        name,
-                        already_ran,
-                    },
-                );
+                announce(commands, NpcToolCancelled { entity, call_id: id, name, already_ran });
             }
         }
         SessionEvent::Usage(u) => {
@@ -679,13 +591,7 @@ fn finish_player_line(commands: &mut Commands, entity: Entity, conv: &mut NpcCon
         let text = conv.player_text.trim().to_owned();
         announce(
             commands,
-            NpcTranscript {
-                entity,
-                speaker: Speaker::Player,
-                text,
-                delta: String::new(),
-                is_final: true,
-            },
+            NpcTranscript { entity, speaker: Speaker::Player, text, delta: String::new(), is_final: true },
         );
     }
     conv.player_text.clear();
@@ -703,16 +609,7 @@ fn end_npc_turn(
     finish_player_line(commands, entity, conv);
     let text = std::mem::take(&mut conv.npc_text).trim().to_owned();
     if conv.speaking || !text.is_empty() {
-        announce(
-            commands,
-            NpcTranscript {
-                entity,
-                speaker: Speaker::Npc,
-                text,
-                delta: String::new(),
-                is_final: true,
-            },
-        );
+        announce(commands, NpcTranscript { entity, speaker: Speaker::Npc, text, delta: String::new(), is_final: true });
         if !conv.audio_announces {
             announce(commands, NpcSpeechEnded { entity, interrupted });
         }
@@ -734,10 +631,7 @@ pub fn dispatch_tool_calls(world: &mut World) {
     }
     let t = world.resource::<Time<Real>>().elapsed_secs_f64();
     for (npc, call) in calls {
-        let Some(allowed) = world
-            .get::<LiveNpc>(npc)
-            .map(|n| (n.may_use(&call.name), n.tool_calls_per_minute))
-        else {
+        let Some(allowed) = world.get::<LiveNpc>(npc).map(|n| (n.may_use(&call.name), n.tool_calls_per_minute)) else {
             continue;
         };
         let (allowed, per_minute) = allowed;
@@ -805,14 +699,7 @@ fn finish_call(
     if let Err(crate::session::SendError::Full(cmd)) = conv.session.send(cmd) {
         conv.queued.push_back(*cmd);
     }
-    NpcToolFinished {
-        entity: npc,
-        call_id,
-        name: name.to_owned(),
-        response: shown,
-        args,
-        is_error,
-    }
+    NpcToolFinished { entity: npc, call_id, name: name.to_owned(), response: shown, args, is_error }
 }
 
 /// Sends the answers of deferred tools.
@@ -828,10 +715,7 @@ pub fn answer_deferred_calls(
             continue;
         };
         let Some(i) = conv.deferred.iter().position(|(id, _, _)| *id == answer.call_id) else {
-            debug!(
-                "tool answer {} dropped: the call was cancelled or already answered",
-                answer.call_id
-            );
+            debug!("tool answer {} dropped: the call was cancelled or already answered", answer.call_id);
             continue;
         };
         let (call_id, name, args) = conv.deferred.remove(i);
@@ -862,10 +746,7 @@ pub fn send_player_input(
             warn!("SayToNpc: {npc:?} is not a LiveNpc");
             continue;
         };
-        let cmd = SessionCommand::Text {
-            text: text.clone(),
-            mode: live.text_mode,
-        };
+        let cmd = SessionCommand::Text { text: text.clone(), mode: live.text_mode };
         announce(
             &mut commands,
             NpcTranscript {
@@ -943,9 +824,8 @@ pub fn send_context_updates(
         }
         let update = ContextUpdate {
             system_instruction: persona_changed.then(|| Content::user_text(&npc.persona)),
-            tools: tools_changed.then(|| ToolsUpdate {
-                tools: vec![Tool::functions(registry.declarations(npc.tools.iter()))],
-            }),
+            tools: tools_changed
+                .then(|| ToolsUpdate { tools: vec![Tool::functions(registry.declarations(npc.tools.iter()))] }),
         };
         conv.sent_persona = npc.persona.clone();
         conv.sent_tools = npc.tools.clone();

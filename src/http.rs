@@ -116,12 +116,7 @@ pub(crate) fn parse_request(buf: &[u8]) -> Option<Request> {
         headers: req
             .headers
             .iter()
-            .map(|h| {
-                (
-                    h.name.to_ascii_lowercase(),
-                    String::from_utf8_lossy(h.value).trim().to_owned(),
-                )
-            })
+            .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).trim().to_owned()))
             .collect(),
         body: Vec::new(),
     })
@@ -134,10 +129,7 @@ pub(crate) async fn read_body<S: AsyncRead + Unpin>(
     req: &mut Request,
     already: &[u8],
 ) -> Result<(), (u16, &'static str)> {
-    if req
-        .header("transfer-encoding")
-        .is_some_and(|t| !t.eq_ignore_ascii_case("identity"))
-    {
+    if req.header("transfer-encoding").is_some_and(|t| !t.eq_ignore_ascii_case("identity")) {
         return Err((411, "A Content-Length is required."));
     }
     let len = match req.header("content-length") {
@@ -238,36 +230,20 @@ impl Url {
         let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
         let target = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
         let target = if target.is_empty() { "/".to_owned() } else { target };
-        Ok(Url {
-            tls,
-            host,
-            port,
-            target,
-        })
+        Ok(Url { tls, host, port, target })
     }
 
     /// `Host` header value.
     fn host_header(&self) -> String {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
+        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
         let default = if self.tls { 443 } else { 80 };
-        if self.port == default {
-            host
-        } else {
-            format!("{host}:{}", self.port)
-        }
+        if self.port == default { host } else { format!("{host}:{}", self.port) }
     }
 
     /// This URL with another path (the query is dropped).
     pub fn with_path(&self, path: &str) -> Url {
         let base = self.target.split('?').next().unwrap_or("").trim_end_matches('/');
-        Url {
-            target: format!("{base}{path}"),
-            ..self.clone()
-        }
+        Url { target: format!("{base}{path}"), ..self.clone() }
     }
 }
 
@@ -334,10 +310,7 @@ async fn tls_connect(
     use rustls::pki_types::ServerName;
     let config = crate::session::tls_config(extra_root_pem).map_err(|e| TokenError::Tls(e.reason))?;
     let name = ServerName::try_from(url.host.clone()).map_err(|e| TokenError::Tls(format!("server name: {e}")))?;
-    tokio_rustls::TlsConnector::from(config)
-        .connect(name, tcp)
-        .await
-        .map_err(|e| TokenError::Tls(e.to_string()))
+    tokio_rustls::TlsConnector::from(config).connect(name, tcp).await.map_err(|e| TokenError::Tls(e.to_string()))
 }
 
 #[cfg(not(feature = "tls"))]
@@ -445,36 +418,19 @@ mod tests {
         let u = Url::parse("https://generativelanguage.googleapis.com").ok();
         assert_eq!(
             u,
-            Some(Url {
-                tls: true,
-                host: "generativelanguage.googleapis.com".into(),
-                port: 443,
-                target: "/".into()
-            })
+            Some(Url { tls: true, host: "generativelanguage.googleapis.com".into(), port: 443, target: "/".into() })
         );
         let u = Url::parse("ws://127.0.0.1:9000/x?y=1").ok();
-        assert_eq!(
-            u.as_ref().map(|u| (u.tls, u.port, u.target.as_str())),
-            Some((false, 9000, "/x?y=1"))
-        );
-        assert_eq!(
-            u.map(|u| u.with_path("/v1alpha/auth_tokens").target),
-            Some("/x/v1alpha/auth_tokens".to_owned())
-        );
+        assert_eq!(u.as_ref().map(|u| (u.tls, u.port, u.target.as_str())), Some((false, 9000, "/x?y=1")));
+        assert_eq!(u.map(|u| u.with_path("/v1alpha/auth_tokens").target), Some("/x/v1alpha/auth_tokens".to_owned()));
         assert!(Url::parse("ftp://x").is_err());
         assert!(Url::parse("not a url").is_err());
-        assert_eq!(
-            Url::parse("http://[::1]:80/").map(|u| u.host_header()).ok(),
-            Some("[::1]".into())
-        );
+        assert_eq!(Url::parse("http://[::1]:80/").map(|u| u.host_header()).ok(), Some("[::1]".into()));
     }
 
     #[test]
     fn chunks() {
-        assert_eq!(
-            dechunk(b"4\r\nWiki\r\n5;x=1\r\npedia\r\n0\r\n\r\n"),
-            Some(b"Wikipedia".to_vec())
-        );
+        assert_eq!(dechunk(b"4\r\nWiki\r\n5;x=1\r\npedia\r\n0\r\n\r\n"), Some(b"Wikipedia".to_vec()));
         assert_eq!(dechunk(b"4\r\nWi"), None);
         assert_eq!(dechunk(b"zz\r\n"), None);
     }
@@ -485,10 +441,7 @@ mod tests {
         let end = head_end(raw);
         assert_eq!(end, Some(raw.len() - 2));
         let req = parse_request(raw).unwrap_or_default();
-        assert_eq!(
-            (req.method.as_str(), req.path.as_str()),
-            ("POST", "/v1alpha/auth_tokens")
-        );
+        assert_eq!((req.method.as_str(), req.path.as_str()), ("POST", "/v1alpha/auth_tokens"));
         assert_eq!(req.query_values("key"), ["a+b"]);
         assert_eq!(req.header("x-goog-api-key"), Some("k"));
         assert!(parse_request(b"\x16\x03\x01garbage\r\n\r\n").is_none());

@@ -80,20 +80,20 @@ pub mod tools;
 /// Commonly used items.
 pub mod prelude {
     pub use crate::assets::{NpcDefinition, NpcDefinitionHandle};
+    #[cfg(feature = "mic")]
+    pub use crate::audio::capture::{MicLevel, MicMode, MicStatus, NpcMicPlugin, PlayerMic};
     #[cfg(feature = "audio")]
     pub use crate::audio::{
         AudioBackendChoice, MouthShape, NpcLipSync, NpcOcclusion, NpcVoice, NpcVoiceSettings, VoiceControl,
     };
-    #[cfg(feature = "mic")]
-    pub use crate::audio::capture::{MicLevel, MicMode, MicStatus, NpcMicPlugin, PlayerMic};
     pub use crate::conversation::{MicRoute, NpcCommandsExt, NpcConversation, NpcFocus};
     pub use crate::messages::*;
     pub use crate::npc::{LiveNpc, NpcListener, NpcState, NpcStats, VadSettings};
+    #[cfg(feature = "sim")]
+    pub use crate::plugin::SimulatorSettings;
     pub use crate::plugin::{
         LiveBackend, LiveNpcPlugin, LiveNpcSettings, LiveNpcSystems, npc_focused, npc_listening, npc_speaking,
     };
-    #[cfg(feature = "sim")]
-    pub use crate::plugin::SimulatorSettings;
     pub use crate::protocol::LiveError;
     pub use crate::session::{Auth, Secret};
     pub use crate::tools::{AppNpcToolExt, NoArgs, NpcTool, ToolInput, ToolReply, ToolResult, ToolScheduling};

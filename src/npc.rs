@@ -40,19 +40,12 @@ impl Default for VadSettings {
 impl VadSettings {
     /// Manual activity detection: the game sends activity start/end (push-to-talk).
     pub fn manual() -> Self {
-        VadSettings {
-            automatic: false,
-            ..Default::default()
-        }
+        VadSettings { automatic: false, ..Default::default() }
     }
 
     /// The wire form of the barge-in choice.
     pub fn activity_handling(&self) -> ActivityHandling {
-        if self.barge_in {
-            ActivityHandling::StartOfActivityInterrupts
-        } else {
-            ActivityHandling::NoInterruption
-        }
+        if self.barge_in { ActivityHandling::StartOfActivityInterrupts } else { ActivityHandling::NoInterruption }
     }
 }
 
@@ -123,11 +116,7 @@ impl LiveNpc {
     /// An NPC with a display name and defaults for everything else.
     pub fn new(name: impl Into<String>) -> Self {
         let name = name.into();
-        LiveNpc {
-            persona: format!("You are {name}."),
-            name,
-            ..Default::default()
-        }
+        LiveNpc { persona: format!("You are {name}."), name, ..Default::default() }
     }
 
     /// Sets the persona (system instruction).

@@ -28,11 +28,7 @@ use crate::sim::Scenario;
 /// allows), with an optional scenario. No audio output (tests behave the same with or without
 /// a sound card); choose one with `.audio(..)`.
 pub fn sim_plugin(scenario: Option<Scenario>) -> LiveNpcPlugin {
-    let plugin = LiveNpcPlugin::default().simulator(SimulatorSettings {
-        pace: 0.0,
-        seed: 7,
-        scenario,
-    });
+    let plugin = LiveNpcPlugin::default().simulator(SimulatorSettings { pace: 0.0, seed: 7, scenario });
     #[cfg(feature = "audio")]
     let plugin = plugin.audio(crate::audio::AudioBackendChoice::Disabled);
     plugin

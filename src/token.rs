@@ -87,8 +87,7 @@ impl TokenError {
 /// Formats a time as RFC 3339 in UTC (`2025-05-01T00:30:00Z`, fractional seconds when non-zero).
 pub fn format_rfc3339(t: SystemTime) -> String {
     let t = time::OffsetDateTime::from(t);
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
 }
 
 /// Parses an RFC 3339 time with any offset (`2025-05-01T00:30:00+00:00`, `...Z`, fractions).
@@ -108,10 +107,7 @@ pub struct TokenClient {
 
 impl Default for TokenClient {
     fn default() -> Self {
-        TokenClient {
-            timeout: DEFAULT_HTTP_TIMEOUT,
-            extra_root_pem: Vec::new(),
-        }
+        TokenClient { timeout: DEFAULT_HTTP_TIMEOUT, extra_root_pem: Vec::new() }
     }
 }
 
@@ -147,17 +143,12 @@ fn token_from(resp: http::Response) -> Result<AuthToken, TokenError> {
             .ok()
             .and_then(|v| v.pointer("/error/message")?.as_str().map(str::to_owned))
             .unwrap_or_else(|| String::from_utf8_lossy(&resp.body[..resp.body.len().min(200)]).into_owned());
-        return Err(TokenError::Http {
-            status: resp.status,
-            message: scrub_secrets(&message),
-        });
+        return Err(TokenError::Http { status: resp.status, message: scrub_secrets(&message) });
     }
     let token: AuthToken =
         serde_json::from_slice(&resp.body).map_err(|e| TokenError::Response(format!("not a token: {e}")))?;
     if !token.name.starts_with("auth_tokens/") {
-        return Err(TokenError::Response(
-            "the token name does not start with auth_tokens/".to_owned(),
-        ));
+        return Err(TokenError::Response("the token name does not start with auth_tokens/".to_owned()));
     }
     Ok(token)
 }
@@ -195,13 +186,7 @@ pub struct TokenPolicy {
 
 impl Default for TokenPolicy {
     fn default() -> Self {
-        TokenPolicy {
-            uses: 1,
-            expire_after: None,
-            new_session_after: None,
-            setup: None,
-            field_mask: None,
-        }
+        TokenPolicy { uses: 1, expire_after: None, new_session_after: None, setup: None, field_mask: None }
     }
 }
 
@@ -264,11 +249,7 @@ impl TokenServer {
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(serve(listener, Arc::new(config), stopped));
         info!("token server: listening on http://{addr}");
-        Ok(TokenServer {
-            addr,
-            stop: Some(stop),
-            task: Some(task),
-        })
+        Ok(TokenServer { addr, stop: Some(stop), task: Some(task) })
     }
 
     /// The bound address.
@@ -382,24 +363,9 @@ mod tests {
             status: 400,
             body: br#"{"error":{"code":400,"message":"bad auth_tokens/SECRET1 key=SECRET2"}}"#.to_vec(),
         });
-        let shown = format!(
-            "{e:?} {}",
-            e.as_ref().err().map(ToString::to_string).unwrap_or_default()
-        );
+        let shown = format!("{e:?} {}", e.as_ref().err().map(ToString::to_string).unwrap_or_default());
         assert!(!shown.contains("SECRET"), "{shown}");
-        assert!(
-            TokenError::Http {
-                status: 503,
-                message: String::new()
-            }
-            .is_retryable()
-        );
-        assert!(
-            !TokenError::Http {
-                status: 403,
-                message: String::new()
-            }
-            .is_retryable()
-        );
+        assert!(TokenError::Http { status: 503, message: String::new() }.is_retryable());
+        assert!(!TokenError::Http { status: 403, message: String::new() }.is_retryable());
     }
 }

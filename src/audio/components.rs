@@ -104,16 +104,8 @@ impl NpcVoiceSettings {
 
     /// The distance range kira accepts (positive, increasing).
     pub(crate) fn sane_distances(&self) -> (f32, f32) {
-        let min = if self.min_distance.is_finite() {
-            self.min_distance.max(0.01)
-        } else {
-            1.0
-        };
-        let max = if self.max_distance.is_finite() {
-            self.max_distance.max(min + 0.01)
-        } else {
-            min + 30.0
-        };
+        let min = if self.min_distance.is_finite() { self.min_distance.max(0.01) } else { 1.0 };
+        let max = if self.max_distance.is_finite() { self.max_distance.max(min + 0.01) } else { min + 30.0 };
         (min, max)
     }
 }
@@ -212,19 +204,14 @@ pub struct NpcVoice {
 
 impl std::fmt::Debug for NpcVoice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NpcVoice")
-            .field("status", &self.status())
-            .field("stats", &self.stats())
-            .finish()
+        f.debug_struct("NpcVoice").field("status", &self.status()).field("stats", &self.stats()).finish()
     }
 }
 
 impl NpcVoice {
     /// A thread-safe handle to duck or flush this voice from any thread.
     pub fn control(&self) -> VoiceControl {
-        VoiceControl {
-            shared: self.shared.clone(),
-        }
+        VoiceControl { shared: self.shared.clone() }
     }
 
     /// Where playback is.
@@ -265,33 +252,20 @@ impl NpcVoice {
 
     /// Moves the voice (world space), gliding over `glide`.
     pub fn set_position(&mut self, position: Vec3, glide: Duration) {
-        self.track.set_position(
-            super::mint_vec(position),
-            Tween {
-                duration: glide,
-                ..Default::default()
-            },
-        );
+        self.track.set_position(super::mint_vec(position), Tween { duration: glide, ..Default::default() });
     }
 
     /// Applies `settings`' strength and volume and an occlusion amount (0–1). Only changes
     /// are sent to the audio thread.
     pub fn apply(&mut self, settings: &NpcVoiceSettings, occlusion: f32) {
-        let occlusion = if occlusion.is_finite() {
-            occlusion.clamp(0.0, 1.0)
-        } else {
-            0.0
-        };
+        let occlusion = if occlusion.is_finite() { occlusion.clamp(0.0, 1.0) } else { 0.0 };
         let strength = settings.spatialization_strength.clamp(0.0, 1.0);
         let volume = settings.volume_db + occlusion * settings.occluded_volume_db;
         let next = (occlusion, volume, strength);
         if self.applied == Some(next) {
             return;
         }
-        let tween = Tween {
-            duration: Duration::from_millis(50),
-            ..Default::default()
-        };
+        let tween = Tween { duration: Duration::from_millis(50), ..Default::default() };
         let (was_occlusion, was_volume, was_strength) = self.applied.unwrap_or((-1.0, f32::NAN, f32::NAN));
         if was_occlusion != occlusion {
             let open: f64 = 20_000.0;

@@ -133,10 +133,7 @@ impl Plugin for NpcAudioPlugin {
             .configure_sets(PostUpdate, NpcAudioSystems::Spatial.after(TransformSystems::Propagate))
             .add_systems(
                 PreUpdate,
-                (sync_settings, poll_voices)
-                    .chain()
-                    .in_set(NpcAudioSystems::Playback)
-                    .run_if(audio_available),
+                (sync_settings, poll_voices).chain().in_set(NpcAudioSystems::Playback).run_if(audio_available),
             )
             .add_systems(
                 PostUpdate,
@@ -159,10 +156,7 @@ pub(crate) fn mint_vec(v: Vec3) -> mint::Vector3<f32> {
 }
 
 pub(crate) fn mint_quat(q: Quat) -> mint::Quaternion<f32> {
-    mint::Quaternion {
-        v: mint::Vector3 { x: q.x, y: q.y, z: q.z },
-        s: q.w,
-    }
+    mint::Quaternion { v: mint::Vector3 { x: q.x, y: q.y, z: q.z }, s: q.w }
 }
 
 /// How long a position change glides: one frame, so motion is continuous between frames.
@@ -236,9 +230,7 @@ fn attach_voices(
         let position = transform.transform_point(settings.mouth_offset);
         let occlusion = occlusion.map_or(0.0, |o| o.0);
         if let Some(voice) = output.attach(p.sound, p.shared, position, &settings, occlusion) {
-            commands
-                .entity(p.entity)
-                .try_insert((voice, NpcLipSync::default(), PlaybackDrivenSpeech));
+            commands.entity(p.entity).try_insert((voice, NpcLipSync::default(), PlaybackDrivenSpeech));
         }
     }
 }
@@ -301,11 +293,7 @@ fn finish_on_exit(mut exits: MessageReader<AppExit>, output: Option<Res<NpcAudio
     };
     match offline.finish() {
         Ok(Some(path)) => {
-            info!(
-                "live npc audio: wrote {:.1} s to {}",
-                offline.seconds_rendered(),
-                path.display()
-            );
+            info!("live npc audio: wrote {:.1} s to {}", offline.seconds_rendered(), path.display());
         }
         Ok(None) => {}
         Err(e) => warn!("live npc audio: {e}"),

@@ -171,10 +171,7 @@ impl OfflineOutput {
     /// An output with these settings; creates the WAV file now (so a bad path fails early).
     pub fn new(settings: OfflineSettings) -> Result<Self, OfflineError> {
         if !(8_000..=384_000).contains(&settings.sample_rate) {
-            return Err(OfflineError::Settings(format!(
-                "sample rate {} Hz",
-                settings.sample_rate
-            )));
+            return Err(OfflineError::Settings(format!("sample rate {} Hz", settings.sample_rate)));
         }
         let clock = match settings.clock {
             OfflineClock::RealTime { speed } if !(speed.is_finite() && speed > 0.0) => {
@@ -190,16 +187,15 @@ impl OfflineOutput {
                     bits_per_sample: 16,
                     sample_format: hound::SampleFormat::Int,
                 };
-                Some(hound::WavWriter::create(path, spec).map_err(|e| OfflineError::Wav {
-                    path: path.clone(),
-                    error: e.to_string(),
-                })?)
+                Some(
+                    hound::WavWriter::create(path, spec)
+                        .map_err(|e| OfflineError::Wav { path: path.clone(), error: e.to_string() })?,
+                )
             }
             None => None,
         };
-        let capture_limit = settings
-            .capture
-            .map_or(0, |d| (d.as_secs_f64() * f64::from(settings.sample_rate)) as usize * 2);
+        let capture_limit =
+            settings.capture.map_or(0, |d| (d.as_secs_f64() * f64::from(settings.sample_rate)) as usize * 2);
         Ok(OfflineOutput {
             inner: Arc::new(Inner {
                 sample_rate: settings.sample_rate,
@@ -225,10 +221,7 @@ impl OfflineOutput {
 
     /// A hand-driven output at `sample_rate` that keeps nothing.
     pub fn manual(sample_rate: u32) -> Self {
-        let settings = OfflineSettings {
-            sample_rate: sample_rate.clamp(8_000, 384_000),
-            ..Default::default()
-        };
+        let settings = OfflineSettings { sample_rate: sample_rate.clamp(8_000, 384_000), ..Default::default() };
         // Cannot fail with a clamped rate and no file; the default output is the safe answer.
         Self::new(settings).unwrap_or_default()
     }
@@ -319,17 +312,12 @@ impl OfflineOutput {
         let mut rec = lock(&self.inner.recorder);
         let path = rec.path.clone();
         if let Some(error) = rec.error.take() {
-            return Err(OfflineError::Wav {
-                path: path.unwrap_or_default(),
-                error,
-            });
+            return Err(OfflineError::Wav { path: path.unwrap_or_default(), error });
         }
         match rec.wav.take() {
             Some(wav) => {
-                wav.finalize().map_err(|e| OfflineError::Wav {
-                    path: path.clone().unwrap_or_default(),
-                    error: e.to_string(),
-                })?;
+                wav.finalize()
+                    .map_err(|e| OfflineError::Wav { path: path.clone().unwrap_or_default(), error: e.to_string() })?;
                 Ok(path)
             }
             None => Ok(None),
@@ -354,11 +342,7 @@ impl OfflineOutput {
                 } else {
                     (None, None)
                 };
-                let (rate, block, state) = (
-                    self.inner.sample_rate,
-                    self.inner.block_frames,
-                    self.inner.state.clone(),
-                );
+                let (rate, block, state) = (self.inner.sample_rate, self.inner.block_frames, self.inner.state.clone());
                 let clock = std::thread::Builder::new()
                     .name("live-npc-offline-audio".into())
                     .spawn(move || clock_loop(renderer, rate, speed, block, &state, producer));
@@ -451,9 +435,7 @@ fn clock_loop(
                     chunk.fill_from_iter(buf[..n].iter().copied());
                 }
                 if n < buf.len() {
-                    state
-                        .record_dropped
-                        .fetch_add((buf.len() - n) as u64, Ordering::Relaxed);
+                    state.record_dropped.fetch_add((buf.len() - n) as u64, Ordering::Relaxed);
                 }
             }
             continue;

@@ -113,16 +113,10 @@ impl Effect for EchoTap {
             && let Ok(chunk) = self.ring.write_chunk_uninit(n)
         {
             // What the renderer outputs: kira clamps each channel after the main track.
-            chunk.fill_from_iter(
-                input[..n]
-                    .iter()
-                    .map(|f| (f.left.clamp(-1.0, 1.0) + f.right.clamp(-1.0, 1.0)) * 0.5),
-            );
+            chunk.fill_from_iter(input[..n].iter().map(|f| (f.left.clamp(-1.0, 1.0) + f.right.clamp(-1.0, 1.0)) * 0.5));
         }
         if n < input.len() {
-            self.shared
-                .dropped
-                .fetch_add((input.len() - n) as u64, Ordering::Relaxed);
+            self.shared.dropped.fetch_add((input.len() - n) as u64, Ordering::Relaxed);
         }
     }
 }
@@ -154,11 +148,8 @@ pub(crate) struct FactoryConfig {
 
 impl FactoryConfig {
     fn new(settings: &NpcAudioSettings) -> Self {
-        let c = FactoryConfig {
-            prebuffer_us: AtomicU64::new(0),
-            fade_us: AtomicU64::new(0),
-            stall_us: AtomicU64::new(0),
-        };
+        let c =
+            FactoryConfig { prebuffer_us: AtomicU64::new(0), fade_us: AtomicU64::new(0), stall_us: AtomicU64::new(0) };
         c.set(settings);
         c
     }
@@ -172,11 +163,7 @@ impl FactoryConfig {
 
     fn timing(&self) -> VoiceTiming {
         let d = |a: &AtomicU64| Duration::from_micros(a.load(Ordering::Relaxed));
-        VoiceTiming {
-            prebuffer: d(&self.prebuffer_us),
-            fade: d(&self.fade_us),
-            stall_timeout: d(&self.stall_us),
-        }
+        VoiceTiming { prebuffer: d(&self.prebuffer_us), fade: d(&self.fade_us), stall_timeout: d(&self.stall_us) }
     }
 }
 
@@ -200,10 +187,7 @@ pub struct NpcAudioOutput {
 
 impl std::fmt::Debug for NpcAudioOutput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NpcAudioOutput")
-            .field("status", &self.status)
-            .field("offline", &self.offline)
-            .finish()
+        f.debug_struct("NpcAudioOutput").field("status", &self.status).field("offline", &self.offline).finish()
     }
 }
 
@@ -236,10 +220,7 @@ impl NpcAudioOutput {
         };
         // One second of the mix for the echo canceller to read from.
         let (echo_tx, echo_rx) = RingBuffer::new(rate_guess.max(8_000) as usize);
-        let main = MainTrackBuilder::new().with_effect(EchoTapBuilder(EchoTap {
-            ring: echo_tx,
-            shared: echo_shared,
-        }));
+        let main = MainTrackBuilder::new().with_effect(EchoTapBuilder(EchoTap { ring: echo_tx, shared: echo_shared }));
         let manager = match backend {
             AudioBackendChoice::Disabled => {
                 debug!("live npc audio: disabled; NPCs talk in text only");
@@ -349,10 +330,7 @@ impl NpcAudioOutput {
     /// cameras), gliding over `glide`.
     pub fn set_listener(&mut self, position: Vec3, rotation: Quat, glide: Duration) {
         if let Some(l) = self.listener.as_mut() {
-            let tween = Tween {
-                duration: glide,
-                ..Default::default()
-            };
+            let tween = Tween { duration: glide, ..Default::default() };
             l.set_position(mint_vec(position), tween);
             l.set_orientation(mint_quat(rotation), tween);
         }
@@ -385,11 +363,8 @@ impl NpcAudioOutput {
             .sound_capacity(2)
             .sub_track_capacity(1);
         // Open air: a dry filter; `NpcVoice::apply` moves it with the occlusion.
-        let filter = builder.add_effect(
-            FilterBuilder::new()
-                .cutoff(20_000.0f64.min(0.45 * self.sample_rate as f64))
-                .mix(Mix::DRY),
-        );
+        let filter = builder
+            .add_effect(FilterBuilder::new().cutoff(20_000.0f64.min(0.45 * self.sample_rate as f64)).mix(Mix::DRY));
         let mut track = match manager.add_spatial_sub_track(listener, position, builder) {
             Ok(t) => t,
             Err(e) => {
@@ -401,12 +376,7 @@ impl NpcAudioOutput {
             warn!("live npc audio: could not start a voice ({e}); this NPC talks in text only");
             return None;
         }
-        let mut voice = NpcVoice {
-            shared,
-            track,
-            filter,
-            applied: Some((0.0, settings.volume_db, strength)),
-        };
+        let mut voice = NpcVoice { shared, track, filter, applied: Some((0.0, settings.volume_db, strength)) };
         voice.apply(settings, occlusion);
         Some(voice)
     }
@@ -427,10 +397,7 @@ impl NpcAudioOutput {
                 Ok(()) => Box::new(sink),
                 Err(_) => {
                     refused.fetch_add(1, Ordering::Relaxed);
-                    warn!(
-                        "live npc audio: too many voices waiting for a track; {} talks in text only",
-                        npc.name
-                    );
+                    warn!("live npc audio: too many voices waiting for a track; {} talks in text only", npc.name);
                     Box::new(NullSink)
                 }
             }

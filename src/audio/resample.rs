@@ -43,10 +43,7 @@ struct FftState {
 
 impl std::fmt::Debug for SpeechResampler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SpeechResampler")
-            .field("in_rate", &self.in_rate)
-            .field("out_rate", &self.out_rate)
-            .finish()
+        f.debug_struct("SpeechResampler").field("in_rate", &self.in_rate).field("out_rate", &self.out_rate).finish()
     }
 }
 
@@ -57,9 +54,7 @@ impl SpeechResampler {
             return Err(format!("invalid sample rates {in_rate} → {out_rate}"));
         }
         let kind = if in_rate == out_rate {
-            Kind::Passthrough {
-                scratch: vec![0.0; 1024],
-            }
+            Kind::Passthrough { scratch: vec![0.0; 1024] }
         } else {
             let chunk = (in_rate as usize * CHUNK_IN_MS / 1000).max(1);
             let inner = FftFixedInOut::<f32>::new(in_rate as usize, out_rate as usize, chunk, 1)
@@ -67,22 +62,9 @@ impl SpeechResampler {
             let delay = inner.output_delay();
             let input = vec![0.0; inner.input_frames_max()];
             let output = vec![0.0; inner.output_frames_max()];
-            Kind::Fft(Box::new(FftState {
-                inner,
-                input,
-                filled: 0,
-                output,
-                skip: delay,
-                delay,
-            }))
+            Kind::Fft(Box::new(FftState { inner, input, filled: 0, output, skip: delay, delay }))
         };
-        Ok(SpeechResampler {
-            in_rate,
-            out_rate,
-            kind,
-            in_total: 0,
-            out_total: 0,
-        })
+        Ok(SpeechResampler { in_rate, out_rate, kind, in_total: 0, out_total: 0 })
     }
 
     /// The input rate.
@@ -214,13 +196,7 @@ mod tests {
 
     #[test]
     fn output_length_is_exact() {
-        for (out_rate, n) in [
-            (48_000, 24_000),
-            (44_100, 12_345),
-            (16_000, 999),
-            (24_000, 100),
-            (96_000, 7),
-        ] {
+        for (out_rate, n) in [(48_000, 24_000), (44_100, 12_345), (16_000, 999), (24_000, 100), (96_000, 7)] {
             let out = run(24_000, out_rate, &vec![1000; n], 3);
             let want = (n as u64 * out_rate as u64 + 12_000) / 24_000;
             assert_eq!(out.len() as u64, want, "{out_rate}");
@@ -270,12 +246,7 @@ mod tests {
         let mut input = vec![0i16; 2400];
         input[240] = 30000;
         let out = run(24_000, 48_000, &input, 5);
-        let peak = out
-            .iter()
-            .enumerate()
-            .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
-            .unwrap()
-            .0;
+        let peak = out.iter().enumerate().max_by(|a, b| a.1.abs().total_cmp(&b.1.abs())).unwrap().0;
         assert!((peak as i64 - 480).abs() <= 1, "peak at {peak}");
     }
 }

@@ -258,9 +258,7 @@ impl VoiceControl {
 
     /// Changes the pre-buffer (applies from the next turn or re-buffer).
     pub fn set_prebuffer(&self, prebuffer: Duration) {
-        self.shared
-            .prebuffer_us
-            .store(prebuffer.as_micros().min(u32::MAX as u128) as u32, Ordering::Relaxed);
+        self.shared.prebuffer_us.store(prebuffer.as_micros().min(u32::MAX as u128) as u32, Ordering::Relaxed);
     }
 }
 
@@ -293,16 +291,12 @@ fn write_ring(ring: &mut Producer<f32>, shared: &VoiceShared, written: &mut u64,
         *written += done as u64;
         shared.written.store(*written, Ordering::Release);
         if done < samples.len() {
-            shared
-                .overflow_samples
-                .fetch_add((samples.len() - done) as u64, Ordering::Relaxed);
+            shared.overflow_samples.fetch_add((samples.len() - done) as u64, Ordering::Relaxed);
         }
         return;
     }
     if !samples.is_empty() {
-        shared
-            .overflow_samples
-            .fetch_add(samples.len() as u64, Ordering::Relaxed);
+        shared.overflow_samples.fetch_add(samples.len() as u64, Ordering::Relaxed);
     }
 }
 
@@ -321,9 +315,7 @@ impl VoiceSink {
 
     /// A control handle on the same voice.
     pub fn control(&self) -> VoiceControl {
-        VoiceControl {
-            shared: self.shared.clone(),
-        }
+        VoiceControl { shared: self.shared.clone() }
     }
 
     /// Ends the current turn (its number moves on, so a pending `flush_turn` no longer applies).
@@ -742,10 +734,7 @@ mod tests {
         }
         assert_eq!(events(&shared), vec![VoiceEvent::Ended { interrupted: false }]);
         assert_eq!(shared.underruns.load(Ordering::Relaxed), 0);
-        assert_eq!(
-            shared.read.load(Ordering::Relaxed),
-            shared.written.load(Ordering::Relaxed)
-        );
+        assert_eq!(shared.read.load(Ordering::Relaxed), shared.written.load(Ordering::Relaxed));
     }
 
     #[test]
@@ -765,19 +754,12 @@ mod tests {
         sink.flush();
         let block = render(&mut sound, 128);
         let fade = (0.002 * RATE as f64) as usize;
-        assert!(
-            block[fade..].iter().all(|s| *s == 0.0),
-            "{:?}",
-            &block[fade - 2..fade + 2]
-        );
+        assert!(block[fade..].iter().all(|s| *s == 0.0), "{:?}", &block[fade - 2..fade + 2]);
         // The fade is a ramp, not a step.
         let steps = block.windows(2).map(|w| (w[1] - w[0]).abs()).fold(0.0, f32::max);
         assert!(steps < 0.05, "step {steps}");
         assert!(render(&mut sound, 128).iter().all(|s| *s == 0.0));
-        assert_eq!(
-            events(&shared),
-            vec![VoiceEvent::Started, VoiceEvent::Ended { interrupted: true }]
-        );
+        assert_eq!(events(&shared), vec![VoiceEvent::Started, VoiceEvent::Ended { interrupted: true }]);
         // Audio after the flush is a new turn.
         sink.push(&tone(24 * 100));
         render(&mut sound, 128);
@@ -845,11 +827,6 @@ mod tests {
         }
         control.duck(0.25);
         let block = render(&mut sound, 512);
-        assert!(
-            block[0] > 0.4 && (block[511] - 0.125).abs() < 0.01,
-            "{} {}",
-            block[0],
-            block[511]
-        );
+        assert!(block[0] > 0.4 && (block[511] - 0.125).abs() < 0.01, "{} {}", block[0], block[511]);
     }
 }

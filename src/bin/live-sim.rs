@@ -75,9 +75,7 @@ where
     T::Err: std::fmt::Display,
 {
     let raw = parser.value().map_err(|e| format!("{flag}: {e}"))?;
-    let text = raw
-        .to_str()
-        .ok_or_else(|| format!("{flag}: the value is not valid UTF-8"))?;
+    let text = raw.to_str().ok_or_else(|| format!("{flag}: the value is not valid UTF-8"))?;
     text.parse().map_err(|e| format!("{flag} {text:?}: {e}"))
 }
 
@@ -125,12 +123,12 @@ fn parse_args() -> Result<Command, String> {
             }
             Long("delay-ms") => delay = value(&mut parser, "--delay-ms")?,
             Long("jitter-ms") => jitter = value(&mut parser, "--jitter-ms")?,
-            Long("split-chunks") => faults.push(FaultAction::SplitChunks {
-                parts: value(&mut parser, "--split-chunks")?,
-            }),
-            Long("merge-chunks") => faults.push(FaultAction::MergeChunks {
-                count: value(&mut parser, "--merge-chunks")?,
-            }),
+            Long("split-chunks") => {
+                faults.push(FaultAction::SplitChunks { parts: value(&mut parser, "--split-chunks")? })
+            }
+            Long("merge-chunks") => {
+                faults.push(FaultAction::MergeChunks { count: value(&mut parser, "--merge-chunks")? })
+            }
             Long("oversized-frame-after") => {
                 after.push((
                     value(&mut parser, "--oversized-frame-after")?,
@@ -138,15 +136,12 @@ fn parse_args() -> Result<Command, String> {
                 ));
             }
             Long("slow-reader-after") => {
-                after.push((
-                    value(&mut parser, "--slow-reader-after")?,
-                    FaultAction::SlowReader { pause_ms: None },
-                ));
+                after.push((value(&mut parser, "--slow-reader-after")?, FaultAction::SlowReader { pause_ms: None }));
             }
             Long("no-setup-complete") => faults.push(FaultAction::NoSetupComplete),
-            Long("slow-pongs-ms") => faults.push(FaultAction::SlowPongs {
-                delay_ms: value(&mut parser, "--slow-pongs-ms")?,
-            }),
+            Long("slow-pongs-ms") => {
+                faults.push(FaultAction::SlowPongs { delay_ms: value(&mut parser, "--slow-pongs-ms")? })
+            }
             Long("tls") => builder = builder.tls(true),
             Long("lifetime") => {
                 let v = value(&mut parser, "--lifetime")?;
@@ -163,18 +158,13 @@ fn parse_args() -> Result<Command, String> {
         }
     }
     if delay > 0 || jitter > 0 {
-        faults.push(FaultAction::Delay {
-            ms: delay,
-            jitter_ms: jitter,
-        });
+        faults.push(FaultAction::Delay { ms: delay, jitter_ms: jitter });
     }
     if !faults.is_empty() || !after.is_empty() {
         let s = scenario.get_or_insert_with(Scenario::default);
         s.faults.extend(faults.into_iter().map(Fault::at_start));
-        s.faults.extend(after.into_iter().map(|(n, action)| Fault {
-            after_messages: Some(n),
-            ..Fault::at_start(action)
-        }));
+        s.faults
+            .extend(after.into_iter().map(|(n, action)| Fault { after_messages: Some(n), ..Fault::at_start(action) }));
         s.validate().map_err(|e| e.to_string())?;
     }
     if let Some(s) = scenario {

@@ -50,9 +50,7 @@ impl SpeechConfig {
     pub fn voice(name: impl Into<String>) -> Self {
         SpeechConfig {
             voice_config: Some(VoiceConfig {
-                prebuilt_voice_config: Some(PrebuiltVoiceConfig {
-                    voice_name: Some(name.into()),
-                }),
+                prebuilt_voice_config: Some(PrebuiltVoiceConfig { voice_name: Some(name.into()) }),
             }),
             language_code: None,
         }
@@ -60,12 +58,7 @@ impl SpeechConfig {
 
     /// The prebuilt voice name, if any.
     pub fn voice_name(&self) -> Option<&str> {
-        self.voice_config
-            .as_ref()?
-            .prebuilt_voice_config
-            .as_ref()?
-            .voice_name
-            .as_deref()
+        self.voice_config.as_ref()?.prebuilt_voice_config.as_ref()?.voice_name.as_deref()
     }
 }
 
@@ -306,19 +299,12 @@ impl Setup<'_> {
 
     /// The system instruction's text.
     pub fn system_text(&self) -> String {
-        self.system_instruction
-            .as_ref()
-            .map(Content::joined_text)
-            .unwrap_or_default()
+        self.system_instruction.as_ref().map(Content::joined_text).unwrap_or_default()
     }
 
     /// All function declarations across the tool entries.
     pub fn function_declarations(&self) -> impl Iterator<Item = &super::content::FunctionDeclaration> {
-        self.tools
-            .iter()
-            .flatten()
-            .filter_map(|t| t.function_declarations.as_ref())
-            .flatten()
+        self.tools.iter().flatten().filter_map(|t| t.function_declarations.as_ref()).flatten()
     }
 }
 
@@ -370,10 +356,7 @@ impl RealtimeInput<'_> {
     /// Audio of this message, from `audio` or the legacy `mediaChunks[0]`.
     pub fn audio_blob(&self) -> Option<&Blob<'_>> {
         self.audio.as_ref().or_else(|| {
-            self.media_chunks
-                .as_ref()
-                .and_then(|c| c.first())
-                .filter(|b| b.mime_type.starts_with("audio/"))
+            self.media_chunks.as_ref().and_then(|c| c.first()).filter(|b| b.mime_type.starts_with("audio/"))
         })
     }
 }
@@ -438,50 +421,32 @@ impl<'a> ClientMessage<'a> {
 
     /// A `realtimeInput.audio` message with 16-bit PCM at `rate` Hz.
     pub fn audio(samples: &[i16], rate: u32) -> ClientMessage<'static> {
-        ClientMessage::RealtimeInput(RealtimeInput {
-            audio: Some(Blob::pcm16(samples, rate)),
-            ..Default::default()
-        })
+        ClientMessage::RealtimeInput(RealtimeInput { audio: Some(Blob::pcm16(samples, rate)), ..Default::default() })
     }
 
     /// A `realtimeInput.text` message.
     pub fn realtime_text(text: impl Into<String>) -> ClientMessage<'static> {
-        ClientMessage::RealtimeInput(RealtimeInput {
-            text: Some(text.into()),
-            ..Default::default()
-        })
+        ClientMessage::RealtimeInput(RealtimeInput { text: Some(text.into()), ..Default::default() })
     }
 
     /// A complete user turn of text (`clientContent` with `turnComplete: true`).
     pub fn user_turn(text: impl Into<String>) -> ClientMessage<'static> {
-        ClientMessage::ClientContent(ClientContent {
-            turns: vec![Content::user_text(text)],
-            turn_complete: Some(true),
-        })
+        ClientMessage::ClientContent(ClientContent { turns: vec![Content::user_text(text)], turn_complete: Some(true) })
     }
 
     /// `realtimeInput.activityStart`.
     pub fn activity_start() -> ClientMessage<'static> {
-        ClientMessage::RealtimeInput(RealtimeInput {
-            activity_start: Some(ActivityMarker {}),
-            ..Default::default()
-        })
+        ClientMessage::RealtimeInput(RealtimeInput { activity_start: Some(ActivityMarker {}), ..Default::default() })
     }
 
     /// `realtimeInput.activityEnd`.
     pub fn activity_end() -> ClientMessage<'static> {
-        ClientMessage::RealtimeInput(RealtimeInput {
-            activity_end: Some(ActivityMarker {}),
-            ..Default::default()
-        })
+        ClientMessage::RealtimeInput(RealtimeInput { activity_end: Some(ActivityMarker {}), ..Default::default() })
     }
 
     /// `realtimeInput.audioStreamEnd`.
     pub fn audio_stream_end() -> ClientMessage<'static> {
-        ClientMessage::RealtimeInput(RealtimeInput {
-            audio_stream_end: Some(true),
-            ..Default::default()
-        })
+        ClientMessage::RealtimeInput(RealtimeInput { audio_stream_end: Some(true), ..Default::default() })
     }
 
     /// Serializes to canonical JSON (camelCase, standard base64).
@@ -518,11 +483,7 @@ impl<'a> ClientMessage<'a> {
                 media_chunks: r.media_chunks.map(|c| c.into_iter().map(Blob::into_owned).collect()),
             }),
             ClientMessage::ToolResponse(t) => ClientMessage::ToolResponse(ToolResponse {
-                function_responses: t
-                    .function_responses
-                    .into_iter()
-                    .map(FunctionResponse::into_owned)
-                    .collect(),
+                function_responses: t.function_responses.into_iter().map(FunctionResponse::into_owned).collect(),
             }),
             ClientMessage::ContextUpdate(c) => ClientMessage::ContextUpdate(ContextUpdate {
                 system_instruction: c.system_instruction.map(Content::into_owned),

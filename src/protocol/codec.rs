@@ -205,13 +205,9 @@ impl MimeType {
     pub fn parse(text: &str) -> Result<MimeType, DecodeError> {
         let mut parts = text.split(';');
         let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-        let valid = essence
-            .split_once('/')
-            .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty() && !b.contains('/'));
+        let valid = essence.split_once('/').is_some_and(|(a, b)| !a.is_empty() && !b.is_empty() && !b.contains('/'));
         if !valid {
-            return Err(DecodeError::MimeType {
-                text: text.chars().take(64).collect(),
-            });
+            return Err(DecodeError::MimeType { text: text.chars().take(64).collect() });
         }
         let mut rate = None;
         for param in parts {
@@ -223,9 +219,7 @@ impl MimeType {
                 match parsed {
                     Some(r) => rate = Some(r),
                     None => {
-                        return Err(DecodeError::MimeType {
-                            text: text.chars().take(64).collect(),
-                        });
+                        return Err(DecodeError::MimeType { text: text.chars().take(64).collect() });
                     }
                 }
             }
@@ -272,11 +266,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         return None;
     }
     let secs: u64 = if int.is_empty() { 0 } else { int.parse().ok()? };
-    let nanos: u32 = if frac.is_empty() {
-        0
-    } else {
-        format!("{frac:0<9}").parse().ok()?
-    };
+    let nanos: u32 = if frac.is_empty() { 0 } else { format!("{frac:0<9}").parse().ok()? };
     if negative {
         return Some(Duration::ZERO);
     }
@@ -303,10 +293,7 @@ pub(crate) mod opt_duration {
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
                 parse_duration(v).map(Some).ok_or_else(|| {
-                    E::custom(format_args!(
-                        "invalid duration {:?}",
-                        super::super::strict::truncate_value(v)
-                    ))
+                    E::custom(format_args!("invalid duration {:?}", super::super::strict::truncate_value(v)))
                 })
             }
             fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
@@ -355,10 +342,7 @@ pub(crate) mod opt_int64 {
                 }
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                v.trim()
-                    .parse::<i64>()
-                    .map(Some)
-                    .map_err(|_| E::custom("invalid int64 string"))
+                v.trim().parse::<i64>().map(Some).map_err(|_| E::custom("invalid int64 string"))
             }
             fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
                 Ok(None)

@@ -23,18 +23,12 @@ pub struct Blob<'a> {
 impl<'a> Blob<'a> {
     /// 16-bit little-endian mono PCM at `rate` Hz.
     pub fn pcm16(samples: &[i16], rate: u32) -> Blob<'static> {
-        Blob {
-            mime_type: MimeType::pcm(rate),
-            data: Base64Data::encode_pcm16(samples),
-        }
+        Blob { mime_type: MimeType::pcm(rate), data: Base64Data::encode_pcm16(samples) }
     }
 
     /// Any bytes with a media type.
     pub fn new(mime_type: impl Into<String>, bytes: &[u8]) -> Blob<'static> {
-        Blob {
-            mime_type: mime_type.into(),
-            data: Base64Data::encode(bytes),
-        }
+        Blob { mime_type: mime_type.into(), data: Base64Data::encode(bytes) }
     }
 
     /// The parsed media type.
@@ -44,10 +38,7 @@ impl<'a> Blob<'a> {
 
     /// Copies borrowed data so the blob outlives its frame.
     pub fn into_owned(self) -> Blob<'static> {
-        Blob {
-            mime_type: self.mime_type,
-            data: self.data.into_owned(),
-        }
+        Blob { mime_type: self.mime_type, data: self.data.into_owned() }
     }
 }
 
@@ -120,18 +111,12 @@ pub struct Part<'a> {
 impl<'a> Part<'a> {
     /// A text part.
     pub fn text(text: impl Into<String>) -> Part<'static> {
-        Part {
-            text: Some(text.into()),
-            ..Default::default()
-        }
+        Part { text: Some(text.into()), ..Default::default() }
     }
 
     /// An inline-data part.
     pub fn inline(blob: Blob<'a>) -> Part<'a> {
-        Part {
-            inline_data: Some(blob),
-            ..Default::default()
-        }
+        Part { inline_data: Some(blob), ..Default::default() }
     }
 
     /// Whether this is a thought summary.
@@ -169,35 +154,22 @@ pub struct Content<'a> {
 impl<'a> Content<'a> {
     /// A user turn with one text part.
     pub fn user_text(text: impl Into<String>) -> Content<'static> {
-        Content {
-            role: Some(Role::User),
-            parts: vec![Part::text(text)],
-        }
+        Content { role: Some(Role::User), parts: vec![Part::text(text)] }
     }
 
     /// A model turn with one text part.
     pub fn model_text(text: impl Into<String>) -> Content<'static> {
-        Content {
-            role: Some(Role::Model),
-            parts: vec![Part::text(text)],
-        }
+        Content { role: Some(Role::Model), parts: vec![Part::text(text)] }
     }
 
     /// The concatenated text of all non-thought text parts.
     pub fn joined_text(&self) -> String {
-        self.parts
-            .iter()
-            .filter(|p| !p.is_thought())
-            .filter_map(|p| p.text.as_deref())
-            .collect()
+        self.parts.iter().filter(|p| !p.is_thought()).filter_map(|p| p.text.as_deref()).collect()
     }
 
     /// Copies borrowed data so the content outlives its frame.
     pub fn into_owned(self) -> Content<'static> {
-        Content {
-            role: self.role,
-            parts: self.parts.into_iter().map(Part::into_owned).collect(),
-        }
+        Content { role: self.role, parts: self.parts.into_iter().map(Part::into_owned).collect() }
     }
 }
 
@@ -260,10 +232,7 @@ pub struct Tool {
 impl Tool {
     /// A tool entry holding function declarations.
     pub fn functions(decls: Vec<FunctionDeclaration>) -> Tool {
-        Tool {
-            function_declarations: Some(decls),
-            ..Default::default()
-        }
+        Tool { function_declarations: Some(decls), ..Default::default() }
     }
 }
 
@@ -318,24 +287,14 @@ impl FunctionResponse<'static> {
     pub fn output(id: Option<String>, name: impl Into<String>, value: Value) -> Self {
         let mut response = Map::new();
         response.insert("output".into(), value);
-        FunctionResponse {
-            id,
-            name: name.into(),
-            response: Some(response),
-            ..Default::default()
-        }
+        FunctionResponse { id, name: name.into(), response: Some(response), ..Default::default() }
     }
 
     /// A failed call: `{"error": message}`.
     pub fn error(id: Option<String>, name: impl Into<String>, message: impl Into<String>) -> Self {
         let mut response = Map::new();
         response.insert("error".into(), Value::String(message.into()));
-        FunctionResponse {
-            id,
-            name: name.into(),
-            response: Some(response),
-            ..Default::default()
-        }
+        FunctionResponse { id, name: name.into(), response: Some(response), ..Default::default() }
     }
 }
 

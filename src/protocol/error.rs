@@ -80,12 +80,7 @@ impl DecodeError {
         if let Some(i) = message.rfind(" at line ") {
             message.truncate(i);
         }
-        DecodeError::Json {
-            category,
-            message,
-            line: e.line(),
-            column: e.column(),
-        }
+        DecodeError::Json { category, message, line: e.line(), column: e.column() }
     }
 
     /// The close reason the real server would give for this error (≤ 123 bytes).
@@ -253,20 +248,12 @@ impl LiveError {
 
     /// A connection that dropped without a close frame (1006), e.g. a read error.
     pub fn dropped(description: impl Into<String>) -> LiveError {
-        LiveError {
-            code: CloseCode::Abnormal,
-            reason: scrub_secrets(&description.into()),
-            retry: Retry::Resume,
-        }
+        LiveError { code: CloseCode::Abnormal, reason: scrub_secrets(&description.into()), retry: Retry::Resume }
     }
 
     /// A local error retrying cannot fix (configuration, an option the model rejects).
     pub fn fatal(code: CloseCode, description: impl Into<String>) -> LiveError {
-        LiveError {
-            code,
-            reason: scrub_secrets(&description.into()),
-            retry: Retry::Never,
-        }
+        LiveError { code, reason: scrub_secrets(&description.into()), retry: Retry::Never }
     }
 
     /// Whether reconnecting (resume or fresh) can help.
@@ -282,10 +269,7 @@ pub fn scrub_secrets(text: &str) -> String {
     let mut rest = text;
     const MARKERS: [&str; 4] = ["key=", "access_token=", "auth_tokens/", "AIza"];
     loop {
-        let next = MARKERS
-            .iter()
-            .filter_map(|m| rest.find(m).map(|i| (i, *m)))
-            .min_by_key(|(i, _)| *i);
+        let next = MARKERS.iter().filter_map(|m| rest.find(m).map(|i| (i, *m))).min_by_key(|(i, _)| *i);
         let Some((i, marker)) = next else {
             out.push_str(rest);
             break;
@@ -307,24 +291,12 @@ mod tests {
 
     #[test]
     fn classification() {
-        assert_eq!(
-            LiveError::from_close(1007, reasons::API_KEY_INVALID).retry,
-            Retry::Never
-        );
-        assert_eq!(
-            LiveError::from_close(1008, reasons::SESSION_NOT_FOUND).retry,
-            Retry::Fresh
-        );
-        assert_eq!(
-            LiveError::from_close(1008, reasons::NOT_IMPLEMENTED).retry,
-            Retry::Never
-        );
+        assert_eq!(LiveError::from_close(1007, reasons::API_KEY_INVALID).retry, Retry::Never);
+        assert_eq!(LiveError::from_close(1008, reasons::SESSION_NOT_FOUND).retry, Retry::Fresh);
+        assert_eq!(LiveError::from_close(1008, reasons::NOT_IMPLEMENTED).retry, Retry::Never);
         assert_eq!(LiveError::from_close(1011, reasons::QUOTA).retry, Retry::Never);
         assert_eq!(LiveError::from_close(1011, reasons::EXHAUSTED).retry, Retry::Never);
-        assert_eq!(
-            LiveError::from_close(1011, reasons::DEADLINE_EXPIRED).retry,
-            Retry::Resume
-        );
+        assert_eq!(LiveError::from_close(1011, reasons::DEADLINE_EXPIRED).retry, Retry::Resume);
         assert_eq!(LiveError::from_close(1006, "").retry, Retry::Resume);
     }
 

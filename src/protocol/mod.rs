@@ -52,19 +52,11 @@ pub const DEFAULT_API_VERSION: &str = "v1beta";
 /// The WebSocket path of the service for an API `version` (`v1beta`), `constrained` for
 /// ephemeral tokens.
 pub fn ws_path(version: &str, constrained: bool) -> String {
-    let method = if constrained {
-        "BidiGenerateContentConstrained"
-    } else {
-        "BidiGenerateContent"
-    };
+    let method = if constrained { "BidiGenerateContentConstrained" } else { "BidiGenerateContent" };
     format!("/ws/google.ai.generativelanguage.{version}.GenerativeService.{method}")
 }
 
 /// Adds the `models/` prefix when missing.
 pub fn model_resource(model: &str) -> String {
-    if model.starts_with("models/") {
-        model.to_owned()
-    } else {
-        format!("models/{model}")
-    }
+    if model.starts_with("models/") { model.to_owned() } else { format!("models/{model}") }
 }

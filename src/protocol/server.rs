@@ -200,11 +200,7 @@ pub struct UsageMetadata {
     #[serde(alias = "cached_content_token_count")]
     pub cached_content_token_count: Option<i32>,
     /// Response tokens.
-    #[serde(
-        alias = "response_token_count",
-        alias = "candidatesTokenCount",
-        alias = "candidates_token_count"
-    )]
+    #[serde(alias = "response_token_count", alias = "candidatesTokenCount", alias = "candidates_token_count")]
     pub response_token_count: Option<i32>,
     /// Tool-use prompt tokens.
     #[serde(alias = "tool_use_prompt_token_count")]
@@ -222,11 +218,7 @@ pub struct UsageMetadata {
     #[serde(alias = "cache_tokens_details")]
     pub cache_tokens_details: Option<Vec<ModalityTokenCount>>,
     /// Response tokens per modality.
-    #[serde(
-        alias = "response_tokens_details",
-        alias = "candidatesTokensDetails",
-        alias = "candidates_tokens_details"
-    )]
+    #[serde(alias = "response_tokens_details", alias = "candidatesTokensDetails", alias = "candidates_tokens_details")]
     pub response_tokens_details: Option<Vec<ModalityTokenCount>>,
     /// Tool-use tokens per modality.
     #[serde(alias = "tool_use_prompt_tokens_details")]
@@ -298,10 +290,7 @@ pub struct ServerMessage<'a> {
 
 impl<'a> From<ServerPayload<'a>> for ServerMessage<'a> {
     fn from(payload: ServerPayload<'a>) -> Self {
-        ServerMessage {
-            payload,
-            usage_metadata: None,
-        }
+        ServerMessage { payload, usage_metadata: None }
     }
 }
 
@@ -360,10 +349,7 @@ impl<'a> ServerMessage<'a> {
             ServerPayload::UsageOnly => ServerPayload::UsageOnly,
             ServerPayload::Unknown(n) => ServerPayload::Unknown(n),
         };
-        ServerMessage {
-            payload,
-            usage_metadata: self.usage_metadata,
-        }
+        ServerMessage { payload, usage_metadata: self.usage_metadata }
     }
 }
 
@@ -477,10 +463,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for ServerMessage<'a> {
                     (None, None) if usage.is_some() => ServerPayload::UsageOnly,
                     (None, None) => return Err(de::Error::custom("message has no payload")),
                 };
-                Ok(ServerMessage {
-                    payload,
-                    usage_metadata: usage,
-                })
+                Ok(ServerMessage { payload, usage_metadata: usage })
             }
         }
         d.deserialize_map(V(std::marker::PhantomData))

@@ -130,11 +130,7 @@ pub fn from_slice_strict<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T
                 // rest = `TypeName), "VALUE" at line ...`: drop serde_json's position suffix.
                 let rest = rest.split(" at line ").next().unwrap_or(rest);
                 let mut msg = String::new();
-                let _ = write!(
-                    msg,
-                    "Invalid value at '{}' ({rest}",
-                    proto_path(segs.iter().map(String::as_str))
-                );
+                let _ = write!(msg, "Invalid value at '{}' ({rest}", proto_path(segs.iter().map(String::as_str)));
                 return Err(DecodeError::InvalidValue { message: msg });
             }
             return Err(DecodeError::from_json(inner, bytes.len()));
@@ -155,9 +151,5 @@ fn unknown_field(segs: &[String]) -> DecodeError {
     } else {
         format!("Invalid JSON payload received. Unknown name \"{name}\" at '{parent}': Cannot find field.")
     };
-    DecodeError::UnknownField {
-        name,
-        path: parent,
-        message,
-    }
+    DecodeError::UnknownField { name, path: parent, message }
 }

@@ -59,10 +59,7 @@ impl fmt::Debug for AuthToken {
             .field("uses", &self.uses)
             .field("expire_time", &self.expire_time)
             .field("new_session_expire_time", &self.new_session_expire_time)
-            .field(
-                "bidi_generate_content_setup",
-                &self.bidi_generate_content_setup.is_some(),
-            )
+            .field("bidi_generate_content_setup", &self.bidi_generate_content_setup.is_some())
             .field("field_mask", &self.field_mask)
             .finish()
     }

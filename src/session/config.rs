@@ -154,19 +154,13 @@ pub fn resolve_backend(
     api_key: Option<&str>,
 ) -> ResolvedBackend {
     let nonempty = |s: Option<&str>| s.map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
-    let key = nonempty(api_key)
-        .map(|k| Auth::ApiKey(Secret::new(k)))
-        .unwrap_or_default();
+    let key = nonempty(api_key).map(|k| Auth::ApiKey(Secret::new(k))).unwrap_or_default();
     let explicit = nonempty(flag)
         .map(|u| (u, EndpointSource::Flag))
         .or_else(|| nonempty(env_endpoint).map(|u| (u, EndpointSource::Environment)))
         .or_else(|| nonempty(config_endpoint).map(|u| (u, EndpointSource::Config)));
     match explicit {
-        Some((url, source)) => ResolvedBackend::Endpoint {
-            base_url: normalize_base(&url),
-            auth: key,
-            source,
-        },
+        Some((url, source)) => ResolvedBackend::Endpoint { base_url: normalize_base(&url), auth: key, source },
         None if key != Auth::None => ResolvedBackend::Endpoint {
             base_url: GEMINI_BASE_URL.to_owned(),
             auth: key,
@@ -269,11 +263,9 @@ impl ModelCapabilities {
                 text_output: false,
                 ..permissive
             },
-            id if id.starts_with("gemini-2.5-flash-native-audio") => ModelCapabilities {
-                thinking_level: false,
-                text_output: false,
-                ..permissive
-            },
+            id if id.starts_with("gemini-2.5-flash-native-audio") => {
+                ModelCapabilities { thinking_level: false, text_output: false, ..permissive }
+            }
             _ => permissive,
         }
     }
@@ -281,12 +273,8 @@ impl ModelCapabilities {
     /// Checks a setup against the model's capabilities, naming the first option it rejects.
     pub fn check(&self, setup: &Setup<'_>) -> Result<(), LiveError> {
         let model = &setup.model;
-        let reject = |what: &str| {
-            Err(LiveError::fatal(
-                CloseCode::InvalidArgument,
-                format!("{model} does not support {what}"),
-            ))
-        };
+        let reject =
+            |what: &str| Err(LiveError::fatal(CloseCode::InvalidArgument, format!("{model} does not support {what}")));
         if let Some(g) = &setup.generation_config {
             if g.enable_affective_dialog == Some(true) && !self.affective_dialog {
                 return reject("affective dialog (enableAffectiveDialog)");
@@ -408,19 +396,11 @@ mod tests {
     #[test]
     fn precedence() {
         use ResolvedBackend as R;
-        let ep = |u: &str, auth: Auth, source| R::Endpoint {
-            base_url: u.into(),
-            auth,
-            source,
-        };
+        let ep = |u: &str, auth: Auth, source| R::Endpoint { base_url: u.into(), auth, source };
         assert_eq!(resolve_backend(None, None, None, None), R::Simulator);
         assert_eq!(
             resolve_backend(None, None, None, Some("k")),
-            ep(
-                GEMINI_BASE_URL,
-                Auth::ApiKey(Secret::new("k")),
-                EndpointSource::RealService
-            )
+            ep(GEMINI_BASE_URL, Auth::ApiKey(Secret::new("k")), EndpointSource::RealService)
         );
         assert_eq!(
             resolve_backend(Some("ws://a/"), Some("ws://b"), Some("ws://c"), None),
@@ -452,23 +432,14 @@ mod tests {
     #[test]
     fn capabilities() {
         use crate::protocol::{GenerationConfig, ProactivityConfig};
-        let mut s = Setup {
-            model: "models/gemini-3.8-live".into(),
-            ..Default::default()
-        };
-        s.generation_config = Some(GenerationConfig {
-            enable_affective_dialog: Some(true),
-            ..Default::default()
-        });
+        let mut s = Setup { model: "models/gemini-3.8-live".into(), ..Default::default() };
+        s.generation_config = Some(GenerationConfig { enable_affective_dialog: Some(true), ..Default::default() });
         assert!(ModelCapabilities::of(&s.model).check(&s).is_err());
         s.model = "models/gemini-2.5-flash-native-audio-preview-12-2025".into();
         assert!(ModelCapabilities::of(&s.model).check(&s).is_ok());
         s.model = "gemini-3.8-live".into();
         s.generation_config = None;
-        s.proactivity = Some(ProactivityConfig {
-            proactive_audio: Some(false),
-            proactive_video: None,
-        });
+        s.proactivity = Some(ProactivityConfig { proactive_audio: Some(false), proactive_video: None });
         let e = ModelCapabilities::of(&s.model).check(&s).unwrap_err();
         assert!(!e.is_retryable());
         assert!(e.reason.contains("proactive"), "{e}");

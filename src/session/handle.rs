@@ -238,11 +238,7 @@ pub struct MicHandle {
 impl MicHandle {
     pub(crate) fn new(capacity: usize, metrics: Arc<SessionMetrics>) -> Self {
         MicHandle {
-            queue: Arc::new(MicQueue {
-                chunks: ArrayQueue::new(capacity.max(1)),
-                notify: Notify::new(),
-                metrics,
-            }),
+            queue: Arc::new(MicQueue { chunks: ArrayQueue::new(capacity.max(1)), notify: Notify::new(), metrics }),
         }
     }
 
@@ -296,10 +292,7 @@ impl SessionHandle {
 
     /// Sends a complete text turn (`clientContent`, `turnComplete: true`).
     pub fn say(&self, text: impl Into<String>) -> Result<(), SendError> {
-        self.send(SessionCommand::Text {
-            text: text.into(),
-            mode: TextMode::ClientContent,
-        })
+        self.send(SessionCommand::Text { text: text.into(), mode: TextMode::ClientContent })
     }
 
     /// The next event, if one is waiting. Never blocks.

@@ -60,9 +60,7 @@ pub struct LiveRuntime {
 
 impl std::fmt::Debug for LiveRuntime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LiveRuntime")
-            .field("live_sessions", &self.live_sessions())
-            .finish()
+        f.debug_struct("LiveRuntime").field("live_sessions", &self.live_sessions()).finish()
     }
 }
 
@@ -87,11 +85,7 @@ impl LiveRuntime {
             .thread_name("live-npc-net")
             .enable_all()
             .build()?;
-        Ok(LiveRuntime {
-            runtime: Some(runtime),
-            live: Arc::default(),
-            closers: Mutex::new(Vec::new()),
-        })
+        Ok(LiveRuntime { runtime: Some(runtime), live: Arc::default(), closers: Mutex::new(Vec::new()) })
     }
 
     /// The tokio handle, for spawning related work (e.g. the embedded simulator).
@@ -106,15 +100,8 @@ impl LiveRuntime {
         let metrics = Arc::new(SessionMetrics::default());
         let mic = MicHandle::new(config.mic_capacity, metrics.clone());
         let tls = prebuilt_tls(&config);
-        let task = task::SessionTask::new(
-            config,
-            cmd_rx,
-            ev_tx,
-            mic.queue.clone(),
-            Box::new(sink),
-            metrics.clone(),
-            tls,
-        );
+        let task =
+            task::SessionTask::new(config, cmd_rx, ev_tx, mic.queue.clone(), Box::new(sink), metrics.clone(), tls);
         if let Ok(mut closers) = self.closers.lock() {
             closers.retain(|w| w.strong_count() > 0);
             closers.push(cmd_tx.downgrade());
@@ -127,13 +114,7 @@ impl LiveRuntime {
                 task.run().await;
             })
         });
-        SessionHandle {
-            commands: cmd_tx,
-            events: ev_rx,
-            mic,
-            metrics,
-            task: join,
-        }
+        SessionHandle { commands: cmd_tx, events: ev_rx, mic, metrics, task: join }
     }
 
     /// Sessions whose task is still running.
@@ -175,11 +156,7 @@ impl Drop for LiveRuntime {
 #[cfg(feature = "tls")]
 fn prebuilt_tls(config: &SessionConfig) -> Option<task::TlsConnector> {
     // Built per session only when needed; errors surface from the task as typed errors.
-    if config.base_url.starts_with("wss://") {
-        tls_config(&config.extra_root_pem).ok()
-    } else {
-        None
-    }
+    if config.base_url.starts_with("wss://") { tls_config(&config.extra_root_pem).ok() } else { None }
 }
 
 #[cfg(not(feature = "tls"))]

@@ -135,11 +135,8 @@ impl SessionTask {
         }
         let mut attempt: u32 = 0;
         loop {
-            let state = if self.ever_ready {
-                ConnectionState::Reconnecting { attempt }
-            } else {
-                ConnectionState::Connecting
-            };
+            let state =
+                if self.ever_ready { ConnectionState::Reconnecting { attempt } } else { ConnectionState::Connecting };
             self.emit(SessionEvent::State(state)).await;
             let resuming = self.handle.is_some() && self.cfg.resumption;
             let connected = self.connect_and_setup().await;
@@ -201,11 +198,7 @@ impl SessionTask {
 
     async fn fail(&mut self, error: LiveError) {
         warn!("live session failed: {error}");
-        self.emit(SessionEvent::Error {
-            error: error.clone(),
-            fatal: true,
-        })
-        .await;
+        self.emit(SessionEvent::Error { error: error.clone(), fatal: true }).await;
         self.emit(SessionEvent::State(ConnectionState::Failed(error))).await;
     }
 
@@ -235,10 +228,7 @@ impl SessionTask {
     fn setup_message(&self) -> ClientMessage<'static> {
         let mut setup = self.cfg.setup.clone();
         setup.session_resumption = if self.cfg.resumption {
-            Some(SessionResumptionConfig {
-                handle: self.handle.clone(),
-                transparent: None,
-            })
+            Some(SessionResumptionConfig { handle: self.handle.clone(), transparent: None })
         } else {
             None
         };
@@ -249,10 +239,7 @@ impl SessionTask {
         let timeout = self.cfg.setup_timeout;
         match tokio::time::timeout(timeout, self.connect_and_setup_inner()).await {
             Ok(r) => r,
-            Err(_) => Err(LiveError::dropped(format!(
-                "no setupComplete within {} ms",
-                timeout.as_millis()
-            ))),
+            Err(_) => Err(LiveError::dropped(format!("no setupComplete within {} ms", timeout.as_millis()))),
         }
     }
 
@@ -272,11 +259,7 @@ impl SessionTask {
         }
         let fetched = provider.fetch().await.map_err(|e| {
             let text = format!("fetching an ephemeral token failed: {e}");
-            if e.is_retryable() {
-                LiveError::dropped(text)
-            } else {
-                LiveError::fatal(CloseCode::PolicyViolation, text)
-            }
+            if e.is_retryable() { LiveError::dropped(text) } else { LiveError::fatal(CloseCode::PolicyViolation, text) }
         })?;
         let expire = fetched.expire_time.as_deref().and_then(crate::token::parse_rfc3339);
         let secret = Secret::new(fetched.name);
@@ -336,10 +319,7 @@ impl SessionTask {
             }
             write.close().await
         });
-        let mut out = Outbound {
-            tx: out_tx,
-            switching: false,
-        };
+        let mut out = Outbound { tx: out_tx, switching: false };
 
         // Input held during the switch goes first, in order.
         let held: Vec<_> = self.held.drain(..).collect();
@@ -445,14 +425,8 @@ impl SessionTask {
     /// Converts a command into a message (or nothing, for `Close`, handled by the caller).
     fn command_message(&mut self, cmd: SessionCommand) -> Option<ClientMessage<'static>> {
         Some(match cmd {
-            SessionCommand::Text {
-                text,
-                mode: TextMode::ClientContent,
-            } => ClientMessage::user_turn(text),
-            SessionCommand::Text {
-                text,
-                mode: TextMode::Realtime,
-            } => ClientMessage::realtime_text(text),
+            SessionCommand::Text { text, mode: TextMode::ClientContent } => ClientMessage::user_turn(text),
+            SessionCommand::Text { text, mode: TextMode::Realtime } => ClientMessage::realtime_text(text),
             SessionCommand::ClientContent(c) => ClientMessage::ClientContent(c),
             SessionCommand::ActivityStart => ClientMessage::activity_start(),
             SessionCommand::ActivityEnd => ClientMessage::activity_end(),
@@ -602,21 +576,15 @@ impl SessionTask {
                         self.awaiting_first_audio = false;
                         if let Some(t) = self.last_input_at {
                             let us = t.elapsed().as_micros().clamp(1, u64::MAX as u128) as u64;
-                            self.metrics
-                                .last_reply_latency_us
-                                .store(us, std::sync::atomic::Ordering::Relaxed);
+                            self.metrics.last_reply_latency_us.store(us, std::sync::atomic::Ordering::Relaxed);
                         }
                     }
                     self.sink.push(&self.pcm);
                 }
                 Err(e) => self.decode_error(&e),
             }
-            let text: String = turn
-                .parts
-                .iter()
-                .filter(|p: &&Part<'_>| !p.is_thought())
-                .filter_map(|p| p.text.as_deref())
-                .collect();
+            let text: String =
+                turn.parts.iter().filter(|p: &&Part<'_>| !p.is_thought()).filter_map(|p| p.text.as_deref()).collect();
             if !text.is_empty() {
                 self.queue_event(SessionEvent::Text(text));
             }
@@ -652,9 +620,7 @@ impl SessionTask {
             self.in_model_turn = false;
             self.awaiting_first_audio = false;
             self.sink.end_of_turn();
-            self.queue_event(SessionEvent::TurnComplete {
-                reason: c.turn_complete_reason,
-            });
+            self.queue_event(SessionEvent::TurnComplete { reason: c.turn_complete_reason });
         }
     }
 
@@ -761,10 +727,9 @@ pub(crate) fn ws_error(e: &tungstenite::Error) -> LiveError {
             let code = status.as_u16();
             let text = format!("HTTP {code} during the WebSocket handshake");
             match code {
-                401 | 403 => LiveError::fatal(
-                    CloseCode::PolicyViolation,
-                    format!("{text}: {}", reasons::UNREGISTERED_CALLER),
-                ),
+                401 | 403 => {
+                    LiveError::fatal(CloseCode::PolicyViolation, format!("{text}: {}", reasons::UNREGISTERED_CALLER))
+                }
                 404 => LiveError::fatal(CloseCode::PolicyViolation, format!("{text}: wrong endpoint path")),
                 429 => LiveError::fatal(CloseCode::Internal, format!("{text}: {}", reasons::EXHAUSTED)),
                 _ if status.is_server_error() => LiveError::dropped(text),
@@ -794,7 +759,5 @@ fn is_tls_error(_: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
 
 /// The WebSocket configuration for a session.
 pub(crate) fn ws_config(cfg: &SessionConfig) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .max_message_size(Some(cfg.max_frame_bytes))
-        .max_frame_size(Some(cfg.max_frame_bytes))
+    WebSocketConfig::default().max_message_size(Some(cfg.max_frame_bytes)).max_frame_size(Some(cfg.max_frame_bytes))
 }

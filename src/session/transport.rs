@@ -53,14 +53,10 @@ pub(crate) async fn connect(cfg: &SessionConfig, auth: &Auth, tls: Option<TlsCon
     match auth {
         Auth::None | Auth::Provider(_) => {}
         Auth::ApiKey(k) => {
-            request
-                .headers_mut()
-                .insert("x-goog-api-key", header(k.expose().to_owned())?);
+            request.headers_mut().insert("x-goog-api-key", header(k.expose().to_owned())?);
         }
         Auth::Token(t) => {
-            request
-                .headers_mut()
-                .insert("authorization", header(format!("Token {}", t.expose()))?);
+            request.headers_mut().insert("authorization", header(format!("Token {}", t.expose()))?);
         }
     }
     let config = Some(ws_config(cfg));
@@ -84,14 +80,10 @@ pub(crate) async fn connect(cfg: &SessionConfig, auth: &Auth, tls: Option<TlsCon
     {
         let _ = tls;
         if url.starts_with("wss://") {
-            return Err(LiveError::fatal(
-                CloseCode::Other(1015),
-                "wss:// needs the `tls` feature",
-            ));
+            return Err(LiveError::fatal(CloseCode::Other(1015), "wss:// needs the `tls` feature"));
         }
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(request, config, true)
-            .await
-            .map_err(|e| ws_error(&e))?;
+        let (ws, _) =
+            tokio_tungstenite::connect_async_with_config(request, config, true).await.map_err(|e| ws_error(&e))?;
         Ok(ws)
     }
 }

@@ -74,9 +74,7 @@ impl Persona {
     }
 
     fn role_or_default(&self) -> String {
-        self.role
-            .clone()
-            .unwrap_or_else(|| "someone who knows this place well".to_owned())
+        self.role.clone().unwrap_or_else(|| "someone who knows this place well".to_owned())
     }
 }
 
@@ -203,12 +201,8 @@ impl Memory {
         }
         self.history.drain(..drop);
         self.facts.clear();
-        let stated: Vec<(String, String)> = self
-            .history
-            .iter()
-            .filter(|t| t.user)
-            .filter_map(|t| stated_fact(&t.text))
-            .collect();
+        let stated: Vec<(String, String)> =
+            self.history.iter().filter(|t| t.user).filter_map(|t| stated_fact(&t.text)).collect();
         for (key, value) in stated {
             self.remember(key, value);
         }
@@ -259,11 +253,7 @@ enum Intent {
 impl Brain {
     /// A brain with the given persona and seed and an empty memory.
     pub fn new(persona: Persona, seed: u64) -> Brain {
-        Brain {
-            persona,
-            memory: Memory::default(),
-            seed,
-        }
+        Brain { persona, memory: Memory::default(), seed }
     }
 
     /// Answers a user turn, remembering any fact it states. Does not record history.
@@ -481,10 +471,7 @@ fn pad_short(reply: String, filler: usize) -> String {
 
 /// Lower-case words of a text, apostrophes kept (`what's`).
 fn lower_words(text: &str) -> Vec<String> {
-    text.split(|c: char| !(c.is_alphanumeric() || c == '\''))
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .collect()
+    text.split(|c: char| !(c.is_alphanumeric() || c == '\'')).filter(|w| !w.is_empty()).map(str::to_lowercase).collect()
 }
 
 fn classify(text: &str) -> Intent {
@@ -498,13 +485,7 @@ fn classify(text: &str) -> Intent {
     let joined = format!(" {} ", words.join(" "));
     let has = |keys: &[&str]| keys.iter().any(|k| joined.contains(&format!(" {k} ")));
     let starts = |keys: &[&str]| keys.iter().any(|k| words.iter().any(|w| w.starts_with(k)));
-    if has(&[
-        "who are you",
-        "your name",
-        "what are you",
-        "introduce yourself",
-        "who is this",
-    ]) {
+    if has(&["who are you", "your name", "what are you", "introduce yourself", "who is this"]) {
         Intent::WhoAreYou
     } else if starts(&["sell", "buy", "ware", "shop", "trade"]) || has(&["what do you do", "your job", "your work"]) {
         Intent::Trade
@@ -514,15 +495,7 @@ fn classify(text: &str) -> Intent {
         Intent::Thanks
     } else if has(&["bye", "goodbye", "farewell", "see you", "good night"]) {
         Intent::Goodbye
-    } else if has(&[
-        "hello",
-        "hi",
-        "hey",
-        "greetings",
-        "good morning",
-        "good evening",
-        "howdy",
-    ]) {
+    } else if has(&["hello", "hi", "hey", "greetings", "good morning", "good evening", "howdy"]) {
         Intent::Greeting
     } else {
         Intent::Fallback
@@ -533,12 +506,9 @@ fn classify(text: &str) -> Intent {
 fn stated_fact(text: &str) -> Option<(String, String)> {
     // ASCII lower-casing keeps byte offsets, so values keep their original spelling.
     let lower = text.to_ascii_lowercase();
-    for (pattern, key) in [
-        ("call me ", "name"),
-        ("i am from ", "from"),
-        ("i'm from ", "from"),
-        ("i come from ", "from"),
-    ] {
+    for (pattern, key) in
+        [("call me ", "name"), ("i am from ", "from"), ("i'm from ", "from"), ("i come from ", "from")]
+    {
         if let Some(i) = find_word_start(&lower, pattern) {
             return value_at(text, i + pattern.len()).map(|v| (key.to_owned(), v));
         }
@@ -550,10 +520,8 @@ fn stated_fact(text: &str) -> Option<(String, String)> {
     }
     let i = find_word_start(&lower, "my ")?;
     let after = &lower[i + 3..];
-    let (key_end, value_start) = [" is ", "'s ", " was "]
-        .iter()
-        .filter_map(|sep| after.find(sep).map(|j| (j, j + sep.len())))
-        .min()?;
+    let (key_end, value_start) =
+        [" is ", "'s ", " was "].iter().filter_map(|sep| after.find(sep).map(|j| (j, j + sep.len()))).min()?;
     let key = after[..key_end].trim();
     if key.is_empty() || key.split_whitespace().count() > 3 || key.contains(['?', '.', ',', '!']) {
         return None;
@@ -589,21 +557,11 @@ fn asked_fact(words: &[String]) -> Option<String> {
     if joined.contains("what do i like") || joined.contains("what i like") {
         return Some("like".to_owned());
     }
-    for opener in [
-        "what is my ",
-        "what's my ",
-        "what was my ",
-        "remember my ",
-        "tell me my ",
-        "know my ",
-    ] {
+    for opener in ["what is my ", "what's my ", "what was my ", "remember my ", "tell me my ", "know my "] {
         if let Some(i) = joined.find(opener) {
             let key: Vec<&str> = joined[i + opener.len()..].split_whitespace().take(3).collect();
-            let key = key
-                .iter()
-                .take_while(|w| !matches!(**w, "again" | "please" | "now"))
-                .copied()
-                .collect::<Vec<_>>();
+            let key =
+                key.iter().take_while(|w| !matches!(**w, "again" | "please" | "now")).copied().collect::<Vec<_>>();
             if !key.is_empty() {
                 return Some(key.join(" "));
             }
@@ -640,15 +598,9 @@ mod tests {
     #[test]
     fn persona_forms() {
         let p = Persona::from_instruction("You are Mira the blacksmith");
-        assert_eq!(
-            (p.name.as_deref(), p.role.as_deref()),
-            (Some("Mira"), Some("the blacksmith"))
-        );
+        assert_eq!((p.name.as_deref(), p.role.as_deref()), (Some("Mira"), Some("the blacksmith")));
         let p = Persona::from_instruction("Your name is Old Tom. You are a ferryman, tired of rain.");
-        assert_eq!(
-            (p.name.as_deref(), p.role.as_deref()),
-            (Some("Old Tom"), Some("a ferryman"))
-        );
+        assert_eq!((p.name.as_deref(), p.role.as_deref()), (Some("Old Tom"), Some("a ferryman")));
         assert_eq!(Persona::from_instruction(""), Persona::default());
     }
 
@@ -661,28 +613,13 @@ mod tests {
         assert_eq!(classify("Thanks a lot"), Intent::Thanks);
         assert_eq!(classify("Goodbye!"), Intent::Goodbye);
         assert_eq!(classify("The weather is odd"), Intent::Fallback);
-        assert_eq!(
-            classify("My name is Ada."),
-            Intent::Remember {
-                key: "name".into(),
-                value: "Ada".into()
-            }
-        );
+        assert_eq!(classify("My name is Ada."), Intent::Remember { key: "name".into(), value: "Ada".into() });
         assert_eq!(classify("what is my name?"), Intent::Recall { key: "name".into() });
-        assert_eq!(
-            classify("I'm from Lisbon"),
-            Intent::Remember {
-                key: "from".into(),
-                value: "Lisbon".into()
-            }
-        );
+        assert_eq!(classify("I'm from Lisbon"), Intent::Remember { key: "from".into(), value: "Lisbon".into() });
         assert_eq!(classify("Where am I from?"), Intent::Recall { key: "from".into() });
         assert_eq!(
             classify("my favourite colour is deep blue and I like tea"),
-            Intent::Remember {
-                key: "like".into(),
-                value: "tea".into()
-            }
+            Intent::Remember { key: "like".into(), value: "tea".into() }
         );
     }
 
@@ -722,11 +659,7 @@ mod tests {
                     .replace("{intro}", &b.persona.introduction())
                     .replace("{role}", &b.persona.role_or_default());
                 let secs = voice.duration_of(&pad_short(text.clone(), 0)).as_secs_f64();
-                assert!(
-                    (2.0..=8.0).contains(&secs),
-                    "{}: {secs:.2} s for {text:?}",
-                    voice.name()
-                );
+                assert!((2.0..=8.0).contains(&secs), "{}: {secs:.2} s for {text:?}", voice.name());
             }
         }
     }
@@ -738,11 +671,7 @@ mod tests {
             m.record(i % 2 == 0, "é".repeat(3000));
         }
         assert!(m.history.iter().map(|t| t.text.len()).sum::<usize>() <= MAX_HISTORY_CHARS);
-        assert!(
-            m.history
-                .iter()
-                .all(|t| t.text.len() <= MAX_TURN_CHARS && !t.text.is_empty())
-        );
+        assert!(m.history.iter().all(|t| t.text.len() <= MAX_TURN_CHARS && !t.text.is_empty()));
         for _ in 0..500 {
             m.record(true, "hi");
         }
@@ -752,16 +681,7 @@ mod tests {
     #[test]
     fn reply_lengths() {
         let mut b = mira();
-        for text in [
-            "hi",
-            "who are you",
-            "what do you sell",
-            "help",
-            "thanks",
-            "bye",
-            "hmm",
-            "my name is Ada",
-        ] {
+        for text in ["hi", "who are you", "what do you sell", "help", "thanks", "bye", "hmm", "my name is Ada"] {
             let n = b.reply(text).split_whitespace().count();
             assert!((MIN_WORDS..=24).contains(&n), "{text}: {n}");
         }

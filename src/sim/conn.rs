@@ -107,10 +107,7 @@ async fn auth_tokens(mut stream: Box<dyn Io>, mut req: http::Request, extra: &[u
         } else if key.is_some_and(|k| !credentials.iter().any(|c| c == k)) {
             (400, http::error_body(400, reasons::API_KEY_INVALID))
         } else {
-            match shared
-                .tokens
-                .mint_json(&req.body, shared.wall_now(), shared.config.strict)
-            {
+            match shared.tokens.mint_json(&req.body, shared.wall_now(), shared.config.strict) {
                 Ok(token) => {
                     inc(&shared.metrics.tokens_minted);
                     info!("live-sim: minted a token (uses {:?})", token.uses);
@@ -144,11 +141,7 @@ async fn websocket(stream: Box<dyn Io>, shared: Arc<Shared>, conn: u64, ctl: Arc
         .max_message_size(Some(MAX_MESSAGE))
         .max_frame_size(Some(MAX_MESSAGE))
         .max_write_buffer_size(MAX_WRITE_BUFFER);
-    let accepted = timeout(
-        HANDSHAKE_TIMEOUT,
-        accept_hdr_async_with_config(stream, callback, Some(config)),
-    )
-    .await;
+    let accepted = timeout(HANDSHAKE_TIMEOUT, accept_hdr_async_with_config(stream, callback, Some(config))).await;
     let mut ws = match accepted {
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => return debug!("live-sim: #{conn} handshake failed: {e}"),
@@ -159,14 +152,8 @@ async fn websocket(stream: Box<dyn Io>, shared: Arc<Shared>, conn: u64, ctl: Arc
     };
     info!("live-sim: #{conn} connected ({})", info.version);
     let mut core = Core::new(shared.clone(), conn, info, Instant::now());
-    let mut pump = Pump {
-        shared,
-        ctl,
-        delay: None,
-        delayed: VecDeque::new(),
-        last_due: Instant::now(),
-        paused_until: None,
-    };
+    let mut pump =
+        Pump { shared, ctl, delay: None, delayed: VecDeque::new(), last_due: Instant::now(), paused_until: None };
     let end = pump.run(&mut ws, &mut core).await;
     // The session is free for resumption before the client can see the connection end.
     core.release();
@@ -238,14 +225,10 @@ impl Pump {
             if self.paused_until.is_some_and(|t| t <= Instant::now()) {
                 self.paused_until = None;
             }
-            let wake = [
-                core.next_wakeup(),
-                self.delayed.front().map(|(t, _)| *t),
-                self.paused_until,
-            ]
-            .into_iter()
-            .flatten()
-            .min();
+            let wake = [core.next_wakeup(), self.delayed.front().map(|(t, _)| *t), self.paused_until]
+                .into_iter()
+                .flatten()
+                .min();
             let tick = async {
                 match wake {
                     Some(t) => sleep_until(t.into()).await,
@@ -330,10 +313,7 @@ async fn finish(mut ws: Ws, end: End, conn: u64) {
         End::Gone => info!("live-sim: #{conn} client left"),
         End::Close(code, reason) => {
             info!("live-sim: #{conn} closing {code} {reason}");
-            let frame = CloseFrame {
-                code: CloseCode::from(code),
-                reason: truncate_reason(&reason).into(),
-            };
+            let frame = CloseFrame { code: CloseCode::from(code), reason: truncate_reason(&reason).into() };
             let _ = timeout(CLOSE_LINGER, ws.close(Some(frame))).await;
         }
         End::Drop => {

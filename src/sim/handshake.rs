@@ -122,12 +122,7 @@ pub(crate) fn check(req: &Request) -> Option<ConnectInfo> {
     let (version, constrained) = parse_path(req.uri().path())?;
     let credentials = credentials(req);
     let token = credentials.iter().find(|c| c.starts_with("auth_tokens/")).cloned();
-    Some(ConnectInfo {
-        version,
-        constrained,
-        credentials,
-        token,
-    })
+    Some(ConnectInfo { version, constrained, credentials, token })
 }
 
 /// The HTTP 404 answer to an unknown path.
@@ -148,15 +143,9 @@ mod tests {
         assert_eq!(parse_path(&format!("/{p}")), Some(("v1beta".into(), false)));
         let c = "/ws/google.ai.generativelanguage.v1alpha.GenerativeService.BidiGenerateContentConstrained";
         assert_eq!(parse_path(c), Some(("v1alpha".into(), true)));
-        assert_eq!(
-            parse_path("/ws/google.ai.generativelanguage.v2.GenerativeService.BidiGenerateContent"),
-            None
-        );
+        assert_eq!(parse_path("/ws/google.ai.generativelanguage.v2.GenerativeService.BidiGenerateContent"), None);
         assert_eq!(parse_path("/"), None);
-        assert_eq!(
-            parse_path("///ws/google.ai.generativelanguage.v1.GenerativeService.BidiGenerateContent"),
-            None
-        );
+        assert_eq!(parse_path("///ws/google.ai.generativelanguage.v1.GenerativeService.BidiGenerateContent"), None);
     }
 
     #[test]
@@ -168,18 +157,10 @@ mod tests {
             .body(())
             .unwrap_or_default();
         assert_eq!(credentials(&req), ["a+b", "tok", "h", "auth_tokens/t"]);
-        let info = ConnectInfo {
-            version: "v1".into(),
-            constrained: false,
-            credentials: vec![],
-            token: None,
-        };
+        let info = ConnectInfo { version: "v1".into(), constrained: false, credentials: vec![], token: None };
         assert_eq!(info.auth(Some("k")), Auth::Missing);
         assert_eq!(info.auth(None), Auth::Ok);
-        let info = ConnectInfo {
-            credentials: vec!["x".into(), "k".into()],
-            ..info
-        };
+        let info = ConnectInfo { credentials: vec!["x".into(), "k".into()], ..info };
         assert_eq!(info.auth(Some("k")), Auth::Ok);
         assert_eq!(info.auth(Some("z")), Auth::Invalid);
     }

@@ -268,10 +268,7 @@ impl LiveSimBuilder {
     fn validate(&self) -> Result<(), SimError> {
         let c = &self.config;
         if !c.pace.is_finite() || !(0.0..=MAX_PACE).contains(&c.pace) {
-            return Err(SimError::Config(format!(
-                "pace must be between 0 and {MAX_PACE}, not {}",
-                c.pace
-            )));
+            return Err(SimError::Config(format!("pace must be between 0 and {MAX_PACE}, not {}", c.pace)));
         }
         for (what, d) in [
             ("connection lifetime", c.lifetime),
@@ -282,21 +279,14 @@ impl LiveSimBuilder {
             ("video session limit", c.limit_video),
         ] {
             if d > MAX_DURATION {
-                return Err(SimError::Config(format!(
-                    "the {what} must be at most 30 days, not {d:?}"
-                )));
+                return Err(SimError::Config(format!("the {what} must be at most 30 days, not {d:?}")));
             }
         }
         if !(Duration::from_millis(20)..=Duration::from_millis(100)).contains(&c.chunk) {
-            return Err(SimError::Config(format!(
-                "chunk duration must be 20–100 ms, not {:?}",
-                c.chunk
-            )));
+            return Err(SimError::Config(format!("chunk duration must be 20–100 ms, not {:?}", c.chunk)));
         }
         if c.lifetime.is_zero() || c.limit_audio.is_zero() || c.limit_video.is_zero() {
-            return Err(SimError::Config(
-                "the connection lifetime and the session limits must be positive".to_owned(),
-            ));
+            return Err(SimError::Config("the connection lifetime and the session limits must be positive".to_owned()));
         }
         if let Some(s) = &c.scenario {
             s.validate().map_err(|e| SimError::Config(e.to_string()))?;
@@ -307,14 +297,9 @@ impl LiveSimBuilder {
     /// Binds and starts serving on the current tokio runtime.
     pub async fn start(self) -> Result<LiveSim, SimError> {
         self.validate()?;
-        let listener = TcpListener::bind(self.addr).await.map_err(|source| SimError::Bind {
-            addr: self.addr,
-            source,
-        })?;
-        let addr = listener.local_addr().map_err(|source| SimError::Bind {
-            addr: self.addr,
-            source,
-        })?;
+        let listener =
+            TcpListener::bind(self.addr).await.map_err(|source| SimError::Bind { addr: self.addr, source })?;
+        let addr = listener.local_addr().map_err(|source| SimError::Bind { addr: self.addr, source })?;
         let (acceptor, ca) = if self.tls {
             let setup = tls::generate()?;
             let ca = CaFile::write(setup.ca_pem, addr.port())?;
@@ -332,14 +317,7 @@ impl LiveSimBuilder {
         });
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(accept_loop(listener, shared.clone(), acceptor, stopped));
-        let sim = LiveSim {
-            addr,
-            ca,
-            shared,
-            stop: Some(stop),
-            task: Some(task),
-            thread: None,
-        };
+        let sim = LiveSim { addr, ca, shared, stop: Some(stop), task: Some(task), thread: None };
         info!("live-sim: listening on {}", sim.base_url());
         Ok(sim)
     }
@@ -373,9 +351,8 @@ impl LiveSimBuilder {
                 });
             })
             .map_err(SimError::Runtime)?;
-        let mut sim = rx
-            .recv()
-            .map_err(|_| SimError::Runtime(std::io::Error::other("the simulator thread ended early")))??;
+        let mut sim =
+            rx.recv().map_err(|_| SimError::Runtime(std::io::Error::other("the simulator thread ended early")))??;
         sim.thread = Some(thread);
         Ok(sim)
     }
@@ -394,9 +371,7 @@ pub struct LiveSim {
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("connections", &self.connections)
-            .finish_non_exhaustive()
+        f.debug_struct("Shared").field("connections", &self.connections).finish_non_exhaustive()
     }
 }
 

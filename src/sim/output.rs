@@ -109,10 +109,7 @@ impl Generation {
             while frags.front().is_some_and(|(c, _)| *c <= upto) {
                 if let Some((_, f)) = frags.pop_front() {
                     n += 1;
-                    items.push_back(Item::Transcript {
-                        text: f.to_owned(),
-                        finished: n == last,
-                    });
+                    items.push_back(Item::Transcript { text: f.to_owned(), finished: n == last });
                 }
             }
         };
@@ -125,8 +122,7 @@ impl Generation {
 
     /// Queues TEXT-modality fragments.
     pub fn queue_text(&mut self, text: &str) {
-        self.items
-            .extend(fragments(text).into_iter().map(|(_, f)| Item::Text(f.to_owned())));
+        self.items.extend(fragments(text).into_iter().map(|(_, f)| Item::Text(f.to_owned())));
     }
 
     /// Whether everything queued has been sent.

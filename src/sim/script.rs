@@ -91,14 +91,7 @@ pub struct Fault {
 impl Fault {
     /// A fault that fires when each connection opens (`after_messages: 0`), on every connection.
     pub fn at_start(action: FaultAction) -> Fault {
-        Fault {
-            after_messages: Some(0),
-            after_tool_calls: None,
-            turn: None,
-            after_chunks: 0,
-            connection: None,
-            action,
-        }
+        Fault { after_messages: Some(0), after_tool_calls: None, turn: None, after_chunks: 0, connection: None, action }
     }
 }
 
@@ -200,11 +193,7 @@ impl Scenario {
         let scenario: Scenario = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
-            ScriptError::Format(if path == "." {
-                inner.to_string()
-            } else {
-                format!("at {path}: {inner}")
-            })
+            ScriptError::Format(if path == "." { inner.to_string() } else { format!("at {path}: {inner}") })
         })?;
         de.end().map_err(|e| ScriptError::Format(e.to_string()))?;
         scenario.validate()?;
@@ -214,10 +203,8 @@ impl Scenario {
     /// Reads and parses a scenario file.
     pub fn from_file(path: impl AsRef<std::path::Path>) -> Result<Scenario, ScriptError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ScriptError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ScriptError::Io { path: path.display().to_string(), source })?;
         Scenario::from_json_str(&text)
     }
 
@@ -241,11 +228,7 @@ impl Scenario {
         }
         for (i, fault) in self.faults.iter().enumerate() {
             let bad = |msg: &str| Err(ScriptError::Invalid(format!("faults[{i}]: {msg}")));
-            let triggers = [
-                fault.after_messages.is_some(),
-                fault.turn.is_some(),
-                fault.after_tool_calls.is_some(),
-            ];
+            let triggers = [fault.after_messages.is_some(), fault.turn.is_some(), fault.after_tool_calls.is_some()];
             match triggers.iter().filter(|t| **t).count() {
                 0 => return bad("needs `after_messages`, `turn` or `after_tool_calls`"),
                 1 => {}
@@ -306,18 +289,12 @@ impl Scenario {
     /// The first `when` rule whose text occurs in `text` (case-insensitive).
     pub fn text_rule(&self, text: &str) -> Option<&Rule> {
         let lower = text.to_lowercase();
-        self.rules
-            .iter()
-            .find(|r| r.when.as_ref().is_some_and(|w| lower.contains(&w.to_lowercase())))
+        self.rules.iter().find(|r| r.when.as_ref().is_some_and(|w| lower.contains(&w.to_lowercase())))
     }
 
     /// The faults that apply to the `connection`-th connection (1-based).
     pub fn faults_for(&self, connection: u64) -> Vec<Fault> {
-        self.faults
-            .iter()
-            .filter(|f| f.connection.is_none_or(|c| c == connection))
-            .cloned()
-            .collect()
+        self.faults.iter().filter(|f| f.connection.is_none_or(|c| c == connection)).cloned().collect()
     }
 }
 
@@ -346,10 +323,7 @@ mod tests {
             r#"{"faults": [{"after_messages": 0, "action": {"split_chunks": {"parts": 1}}}]}"#,
             r#"{"faults": [{"after_messages": 0, "action": {"oversized_frame": {"bytes": 1}}}]}"#,
         ] {
-            assert!(
-                matches!(Scenario::from_json_str(bad), Err(ScriptError::Invalid(_))),
-                "{bad}"
-            );
+            assert!(matches!(Scenario::from_json_str(bad), Err(ScriptError::Invalid(_))), "{bad}");
         }
     }
 
@@ -371,12 +345,7 @@ mod tests {
         assert_eq!(s.faults[3].action, FaultAction::Delay { ms: 20, jitter_ms: 5 });
         assert_eq!(s.faults[8].action, FaultAction::OversizedFrame { bytes: None });
         assert_eq!(s.faults[0].action, FaultAction::MalformedFrame);
-        assert_eq!(
-            s.faults[1].action,
-            FaultAction::GoAway {
-                time_left_ms: Some(500)
-            }
-        );
+        assert_eq!(s.faults[1].action, FaultAction::GoAway { time_left_ms: Some(500) });
         assert_eq!(s.faults_for(2).len(), 8);
         assert_eq!(s.faults_for(1).len(), 9);
         Ok(())

@@ -195,17 +195,13 @@ impl Outbox {
             FaultAction::Close { code, reason } => self.close(code, &reason),
             FaultAction::GoAway { time_left_ms } => {
                 let left = time_left_ms.map_or(self.notice, Duration::from_millis);
-                self.deadline = self
-                    .now
-                    .checked_add(left)
-                    .map_or(self.deadline, |t| self.deadline.min(t));
+                self.deadline = self.now.checked_add(left).map_or(self.deadline, |t| self.deadline.min(t));
                 self.go_away(left);
             }
             FaultAction::MalformedFrame => self.frame(MALFORMED.to_vec()),
-            FaultAction::Delay { ms, jitter_ms } => self.out.push(Out::Latency {
-                delay: Duration::from_millis(ms),
-                jitter: Duration::from_millis(jitter_ms),
-            }),
+            FaultAction::Delay { ms, jitter_ms } => self
+                .out
+                .push(Out::Latency { delay: Duration::from_millis(ms), jitter: Duration::from_millis(jitter_ms) }),
             FaultAction::SplitChunks { parts } => {
                 self.flush_audio();
                 self.chunking = Chunking::Split(parts);
@@ -253,10 +249,7 @@ impl Outbox {
 /// A `serverContent` carrying one chunk of model audio.
 fn audio_content(pcm: &[i16]) -> ServerContent<'static> {
     ServerContent {
-        model_turn: Some(Content {
-            role: None,
-            parts: vec![Part::inline(Blob::pcm16(pcm, VOICE_SAMPLE_RATE))],
-        }),
+        model_turn: Some(Content { role: None, parts: vec![Part::inline(Blob::pcm16(pcm, VOICE_SAMPLE_RATE))] }),
         ..Default::default()
     }
 }
@@ -308,15 +301,7 @@ impl Core {
             session_over: false,
             ignore_setup: false,
         };
-        let mut core = Core {
-            shared,
-            conn,
-            info,
-            ob,
-            active: None,
-            released: false,
-            token_expire: None,
-        };
+        let mut core = Core { shared, conn, info, ob, active: None, released: false, token_expire: None };
         // Faults that fire when the connection opens.
         core.ob.fire(|f| f.after_messages == Some(0));
         core
@@ -432,11 +417,8 @@ impl Core {
         let setup = match self.info.token.clone().filter(|_| self.info.constrained) {
             None => &setup,
             Some(token) => {
-                let resuming = setup
-                    .session_resumption
-                    .as_ref()
-                    .and_then(|r| r.handle.as_deref())
-                    .is_some_and(|h| !h.is_empty());
+                let resuming =
+                    setup.session_resumption.as_ref().and_then(|r| r.handle.as_deref()).is_some_and(|h| !h.is_empty());
                 match self.shared.tokens.begin(&token, self.shared.wall_now(), !resuming) {
                     Err(refusal) => {
                         inc(&self.shared.metrics.token_refusals);
@@ -459,9 +441,7 @@ impl Core {
         let model = model_resource(&setup.model);
         let id = model.trim_start_matches("models/");
         if !super::MODELS.contains(&id) {
-            return self
-                .ob
-                .close(1008, &reasons::model_not_found(&model, &self.info.version));
+            return self.ob.close(1008, &reasons::model_not_found(&model, &self.info.version));
         }
         let Some(text_mode) = text_modality(setup) else {
             return self.ob.close(1007, reasons::INVALID_ARGUMENT);
@@ -483,11 +463,7 @@ impl Core {
         let resumed = memory.is_some();
         let active = Active::new(self.shared.clone(), setup, model, text_mode, session, memory);
         let metrics = &self.shared.metrics;
-        inc(if resumed {
-            &metrics.sessions_resumed
-        } else {
-            &metrics.sessions_started
-        });
+        inc(if resumed { &metrics.sessions_resumed } else { &metrics.sessions_started });
         inc(&metrics.sessions_active);
         self.ob.session_limit = active.session_limit();
         self.ob.payload(ServerPayload::SetupComplete(SetupComplete::default()));
@@ -503,19 +479,12 @@ impl Drop for Core {
 }
 
 fn parse(bytes: &[u8], strict: bool) -> Result<ClientMessage<'_>, DecodeError> {
-    if strict {
-        ClientMessage::from_slice_strict(bytes)
-    } else {
-        ClientMessage::from_slice(bytes)
-    }
+    if strict { ClientMessage::from_slice_strict(bytes) } else { ClientMessage::from_slice(bytes) }
 }
 
 /// `Some(true)` for TEXT, `Some(false)` for AUDIO (the default), `None` for anything else.
 fn text_modality(setup: &Setup<'_>) -> Option<bool> {
-    let modalities = setup
-        .generation_config
-        .as_ref()
-        .and_then(|g| g.response_modalities.as_deref());
+    let modalities = setup.generation_config.as_ref().and_then(|g| g.response_modalities.as_deref());
     match modalities.unwrap_or_default() {
         [] | [Modality::Audio] => Some(false),
         [Modality::Text] => Some(true),
@@ -559,11 +528,7 @@ struct UserTurn {
 impl UserTurn {
     fn text(mut text: String) -> UserTurn {
         text.truncate(floor_char_boundary(&text, MAX_USER_TEXT));
-        UserTurn {
-            text,
-            audio_secs: 0.0,
-            audio_index: None,
-        }
+        UserTurn { text, audio_secs: 0.0, audio_index: None }
     }
 }
 
@@ -603,10 +568,7 @@ impl Input {
 
     fn take_text(&mut self) -> String {
         self.text_len = 0;
-        let parts: Vec<String> = std::mem::take(&mut self.text)
-            .into_iter()
-            .filter(|t| !t.is_empty())
-            .collect();
+        let parts: Vec<String> = std::mem::take(&mut self.text).into_iter().filter(|t| !t.is_empty()).collect();
         parts.join(" ")
     }
 }
@@ -688,9 +650,7 @@ impl Active {
         let ric = setup.realtime_input_config.as_ref();
         let aad = ric.and_then(|r| r.automatic_activity_detection.as_ref());
         let manual = aad.and_then(|a| a.disabled) == Some(true);
-        let chunk = (cfg.chunk.as_secs_f64() * f64::from(VOICE_SAMPLE_RATE))
-            .round()
-            .max(1.0) as usize;
+        let chunk = (cfg.chunk.as_secs_f64() * f64::from(VOICE_SAMPLE_RATE)).round().max(1.0) as usize;
         let compression = setup.context_window_compression.as_ref().map(|c| {
             let trigger = c
                 .trigger_tokens
@@ -755,11 +715,7 @@ impl Active {
             return None;
         }
         let cfg = &self.shared.config;
-        let limit = if self.saw_video {
-            cfg.limit_video
-        } else {
-            cfg.limit_audio
-        };
+        let limit = if self.saw_video { cfg.limit_video } else { cfg.limit_audio };
         self.started.checked_add(limit)
     }
 
@@ -788,11 +744,7 @@ impl Active {
 
     /// Completes a turn whose playback has ended, before looking at new input.
     fn settle(&mut self, ob: &mut Outbox) {
-        if self
-            .current
-            .as_ref()
-            .is_some_and(|g| g.phase == Phase::Finishing && ob.now >= g.play_end)
-        {
+        if self.current.as_ref().is_some_and(|g| g.phase == Phase::Finishing && ob.now >= g.play_end) {
             self.finish_turn(ob);
         }
     }
@@ -927,18 +879,9 @@ impl Active {
         self.input.audio_turns += 1;
         let index = self.input.audio_turns;
         let scenario = self.shared.config.scenario.as_ref();
-        let transcript = scenario
-            .and_then(|s| s.audio_rule(index))
-            .and_then(|r| r.audio_transcript.clone());
+        let transcript = scenario.and_then(|s| s.audio_rule(index)).and_then(|r| r.audio_transcript.clone());
         let text = transcript.unwrap_or_else(|| format!("[speech {secs:.1}s]"));
-        self.user_turn(
-            UserTurn {
-                text,
-                audio_secs: secs,
-                audio_index: Some(index),
-            },
-            ob,
-        );
+        self.user_turn(UserTurn { text, audio_secs: secs, audio_index: Some(index) }, ob);
     }
 
     fn user_turn(&mut self, turn: UserTurn, ob: &mut Outbox) {
@@ -956,15 +899,8 @@ impl Active {
 
     fn respond(&mut self, turn: UserTurn, ob: &mut Outbox) {
         if self.input_transcripts {
-            let t = Transcription {
-                text: Some(turn.text.clone()),
-                finished: Some(true),
-                language_code: None,
-            };
-            ob.content(ServerContent {
-                input_transcription: Some(t),
-                ..Default::default()
-            });
+            let t = Transcription { text: Some(turn.text.clone()), finished: Some(true), language_code: None };
+            ob.content(ServerContent { input_transcription: Some(t), ..Default::default() });
         }
         let tokens = if turn.audio_secs > 0.0 {
             tokens(turn.audio_secs * AUDIO_TOKENS_PER_SEC).max(1).unsigned_abs()
@@ -987,10 +923,7 @@ impl Active {
         self.brain.overhear(&turn.text);
         inc(&self.shared.metrics.turns_silent);
         let silent = Generation::new(0, ob.now, turn.audio_secs);
-        let content = ServerContent {
-            turn_complete: Some(true),
-            ..Default::default()
-        };
+        let content = ServerContent { turn_complete: Some(true), ..Default::default() };
         ob.send(ServerMessage {
             payload: ServerPayload::ServerContent(content),
             usage_metadata: Some(self.usage(&silent)),
@@ -1009,22 +942,12 @@ impl Active {
             .filter(|r| r.reply.is_some() || !r.tool_calls.is_empty());
         let rule: Option<&Rule> = audio_rule.or_else(|| scenario?.text_rule(&turn.text));
         let calls = match rule {
-            Some(r) if !r.tool_calls.is_empty() => r
-                .tool_calls
-                .iter()
-                .map(|c| PlannedCall {
-                    name: c.name.clone(),
-                    args: c.args.clone(),
-                })
-                .collect(),
+            Some(r) if !r.tool_calls.is_empty() => {
+                r.tool_calls.iter().map(|c| PlannedCall { name: c.name.clone(), args: c.args.clone() }).collect()
+            }
             _ => tools::plan_calls(&self.tools, &turn.text),
         };
-        Plan {
-            speech: rule.and_then(|r| r.reply.clone()),
-            brain,
-            calls,
-            prompt_audio: turn.audio_secs,
-        }
+        Plan { speech: rule.and_then(|r| r.reply.clone()), brain, calls, prompt_audio: turn.audio_secs }
     }
 
     fn begin_turn(&mut self, plan: Plan, ob: &mut Outbox) {
@@ -1065,17 +988,9 @@ impl Active {
             if self.pending.len() >= MAX_PENDING_CALLS {
                 self.pending.remove(0);
             }
-            self.pending.push(PendingCall {
-                id: id.clone(),
-                name: call.name.clone(),
-                blocking,
-            });
+            self.pending.push(PendingCall { id: id.clone(), name: call.name.clone(), blocking });
             current.calls.push(id.clone());
-            function_calls.push(FunctionCall {
-                id: Some(id),
-                name: call.name,
-                args: Some(call.args),
-            });
+            function_calls.push(FunctionCall { id: Some(id), name: call.name, args: Some(call.args) });
         }
         ob.payload(ServerPayload::ToolCall(ToolCall { function_calls }));
         ob.tool_call_sent();
@@ -1100,10 +1015,7 @@ impl Active {
                     }
                     continue;
                 }
-                debug!(
-                    "live-sim: toolResponse for no pending call ({:?}, {}) ignored",
-                    fr.id, fr.name
-                );
+                debug!("live-sim: toolResponse for no pending call ({:?}, {}) ignored", fr.id, fr.name);
                 continue;
             };
             let outcome = outcome_of(fr.response.as_ref());
@@ -1145,10 +1057,8 @@ impl Active {
         let Some(id) = id else {
             return false;
         };
-        let issued = id
-            .strip_prefix("fc-")
-            .and_then(|n| n.parse::<u64>().ok())
-            .is_some_and(|n| n >= 1 && n <= self.calls_made);
+        let issued =
+            id.strip_prefix("fc-").and_then(|n| n.parse::<u64>().ok()).is_some_and(|n| n >= 1 && n <= self.calls_made);
         issued && !self.cancelled.iter().any(|c| c == id) && self.tools.iter().any(|d| d.name == name)
     }
 
@@ -1160,10 +1070,7 @@ impl Active {
         if self.pending.iter().any(|c| c.blocking && current.calls.contains(&c.id)) {
             return;
         }
-        let text = current
-            .after_tools
-            .take()
-            .unwrap_or_else(|| self.brain.speak_results(&current.results));
+        let text = current.after_tools.take().unwrap_or_else(|| self.brain.speak_results(&current.results));
         current.phase = Phase::Streaming;
         let salt = u64::from(current.turn) ^ 0x7001;
         self.speaker.speak(current, &text, salt);
@@ -1187,12 +1094,7 @@ impl Active {
 
     fn result_turn(&mut self, results: Vec<(String, ToolOutcome)>, ob: &mut Outbox) {
         let text = self.brain.speak_results(&results);
-        let plan = Plan {
-            speech: Some(text),
-            brain: String::new(),
-            calls: Vec::new(),
-            prompt_audio: 0.0,
-        };
+        let plan = Plan { speech: Some(text), brain: String::new(), calls: Vec::new(), prompt_audio: 0.0 };
         self.begin_turn(plan, ob);
     }
 
@@ -1213,12 +1115,7 @@ impl Active {
             self.brain.persona = Persona::from_instruction(&text);
         }
         if let Some(t) = update.tools {
-            self.tools = t
-                .tools
-                .into_iter()
-                .filter_map(|t| t.function_declarations)
-                .flatten()
-                .collect();
+            self.tools = t.tools.into_iter().filter_map(|t| t.function_declarations).flatten().collect();
         }
     }
 
@@ -1251,10 +1148,7 @@ impl Active {
             }
             if current.drained() {
                 current.phase = Phase::Finishing;
-                ob.content(ServerContent {
-                    generation_complete: Some(true),
-                    ..Default::default()
-                });
+                ob.content(ServerContent { generation_complete: Some(true), ..Default::default() });
             }
         }
         if current.phase == Phase::Finishing && ob.now >= current.play_end {
@@ -1277,19 +1171,14 @@ impl Active {
         let Some(current) = self.current.take() else {
             return;
         };
-        let content = ServerContent {
-            turn_complete: Some(true),
-            ..Default::default()
-        };
+        let content = ServerContent { turn_complete: Some(true), ..Default::default() };
         ob.send(ServerMessage {
             payload: ServerPayload::ServerContent(content),
             usage_metadata: Some(self.usage(&current)),
         });
         let metrics = &self.shared.metrics;
         inc(&metrics.turns);
-        metrics
-            .turn_time
-            .record(ob.now.saturating_duration_since(current.started));
+        metrics.turn_time.record(ob.now.saturating_duration_since(current.started));
         self.record_model_turn(current);
         self.resumption_update(ob, self.pending.is_empty());
         self.follow_up(ob);
@@ -1313,25 +1202,15 @@ impl Active {
         let Some(current) = self.current.take() else {
             return;
         };
-        ob.content(ServerContent {
-            interrupted: Some(true),
-            ..Default::default()
-        });
-        let content = ServerContent {
-            turn_complete: Some(true),
-            ..Default::default()
-        };
+        ob.content(ServerContent { interrupted: Some(true), ..Default::default() });
+        let content = ServerContent { turn_complete: Some(true), ..Default::default() };
         ob.send(ServerMessage {
             payload: ServerPayload::ServerContent(content),
             usage_metadata: Some(self.usage(&current)),
         });
         if cancel {
-            let ids: Vec<String> = current
-                .calls
-                .iter()
-                .filter(|id| self.pending.iter().any(|c| &c.id == *id))
-                .cloned()
-                .collect();
+            let ids: Vec<String> =
+                current.calls.iter().filter(|id| self.pending.iter().any(|c| &c.id == *id)).cloned().collect();
             self.pending.retain(|c| !ids.contains(&c.id));
             for id in &ids {
                 if self.cancelled.len() >= MAX_PENDING_CALLS {
@@ -1355,10 +1234,7 @@ impl Active {
             return;
         }
         let handle = resumable.then(|| {
-            let snapshot = Snapshot {
-                model: self.model.clone(),
-                memory: self.brain.memory.clone(),
-            };
+            let snapshot = Snapshot { model: self.model.clone(), memory: self.brain.memory.clone() };
             self.shared.store.issue(self.session, snapshot, ob.now)
         });
         let update = SessionResumptionUpdate {
@@ -1380,10 +1256,7 @@ impl Active {
             let secs = current.samples_sent as f64 / f64::from(VOICE_SAMPLE_RATE);
             (tokens(secs * AUDIO_TOKENS_PER_SEC), Modality::Audio)
         };
-        let count = |modality: Modality, n: i32| ModalityTokenCount {
-            modality: Some(modality),
-            token_count: Some(n),
-        };
+        let count = |modality: Modality, n: i32| ModalityTokenCount { modality: Some(modality), token_count: Some(n) };
         let mut prompt_details = vec![count(Modality::Text, prompt_text)];
         if prompt_audio > 0 {
             prompt_details.push(count(Modality::Audio, prompt_audio));
@@ -1409,10 +1282,7 @@ fn emit(item: Item, ob: &mut Outbox) {
     let content = match item {
         Item::Audio(chunk) => return ob.audio(&chunk),
         Item::Text(text) => ServerContent {
-            model_turn: Some(Content {
-                role: None,
-                parts: vec![Part::text(text)],
-            }),
+            model_turn: Some(Content { role: None, parts: vec![Part::text(text)] }),
             ..Default::default()
         },
         Item::Transcript { text, finished } => ServerContent {
@@ -1447,12 +1317,9 @@ fn summarize(value: &Value) -> String {
     let text = match value {
         Value::String(s) => s.clone(),
         Value::Null => "nothing".to_owned(),
-        Value::Object(map) => map
-            .iter()
-            .take(3)
-            .map(|(k, v)| format!("{k} {}", summarize(v)))
-            .collect::<Vec<_>>()
-            .join(", "),
+        Value::Object(map) => {
+            map.iter().take(3).map(|(k, v)| format!("{k} {}", summarize(v))).collect::<Vec<_>>().join(", ")
+        }
         Value::Array(items) => items.iter().take(3).map(summarize).collect::<Vec<_>>().join(", "),
         other => other.to_string(),
     };
@@ -1472,30 +1339,15 @@ mod tests {
         assert!(!is_blocking(m25, Some(&Behavior::NonBlocking)));
         assert!(!is_blocking("models/gemini-3.8-live", None));
         assert!(is_blocking("models/gemini-3.8-live", Some(&Behavior::Blocking)));
-        assert!(!is_blocking(
-            "models/gemini-3.8-live-extended-thinking",
-            Some(&Behavior::Blocking)
-        ));
-        assert!(is_blocking(
-            "models/gemini-3.1-flash-live-preview",
-            Some(&Behavior::NonBlocking)
-        ));
+        assert!(!is_blocking("models/gemini-3.8-live-extended-thinking", Some(&Behavior::Blocking)));
+        assert!(is_blocking("models/gemini-3.1-flash-live-preview", Some(&Behavior::NonBlocking)));
     }
 
     #[test]
     fn outcomes() {
         let m = |v: Value| v.as_object().cloned();
-        assert_eq!(
-            outcome_of(m(json!({"output": "opened"})).as_ref()),
-            ToolOutcome::Done("opened".into())
-        );
-        assert_eq!(
-            outcome_of(m(json!({"error": "stuck."})).as_ref()),
-            ToolOutcome::Failed("stuck".into())
-        );
-        assert_eq!(
-            outcome_of(m(json!({"gold": 3})).as_ref()),
-            ToolOutcome::Done("gold 3".into())
-        );
+        assert_eq!(outcome_of(m(json!({"output": "opened"})).as_ref()), ToolOutcome::Done("opened".into()));
+        assert_eq!(outcome_of(m(json!({"error": "stuck."})).as_ref()), ToolOutcome::Failed("stuck".into()));
+        assert_eq!(outcome_of(m(json!({"gold": 3})).as_ref()), ToolOutcome::Done("gold 3".into()));
     }
 }

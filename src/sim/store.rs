@@ -59,10 +59,7 @@ pub(crate) struct Store {
 
 impl Store {
     pub fn new(ttl: Duration) -> Store {
-        Store {
-            inner: Mutex::new(Inner::default()),
-            ttl,
-        }
+        Store { inner: Mutex::new(Inner::default()), ttl }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -87,11 +84,7 @@ impl Store {
 
     /// When `session` started and whether it has had video (now and no video if unknown).
     pub fn session_info(&self, session: u64) -> (Instant, bool) {
-        self.lock()
-            .started
-            .get(&session)
-            .copied()
-            .unwrap_or_else(|| (Instant::now(), false))
+        self.lock().started.get(&session).copied().unwrap_or_else(|| (Instant::now(), false))
     }
 
     /// `session` has had video.
@@ -113,11 +106,7 @@ impl Store {
     /// Takes over the session of `handle` for `conn`.
     pub fn resume(&self, handle: &str, conn: u64, now: Instant) -> Result<(u64, Arc<Snapshot>), ResumeError> {
         let mut inner = self.lock();
-        let entry = inner
-            .handles
-            .get(handle)
-            .filter(|e| e.expires > now)
-            .ok_or(ResumeError::NotFound)?;
+        let entry = inner.handles.get(handle).filter(|e| e.expires > now).ok_or(ResumeError::NotFound)?;
         let (session, snapshot) = (entry.session, entry.snapshot.clone());
         if inner.owners.get(&session).is_some_and(|&c| c != conn) {
             return Err(ResumeError::Busy);
@@ -129,11 +118,7 @@ impl Store {
     /// Whether `handle`'s session is being served by a connection other than `conn`.
     pub fn is_busy(&self, handle: &str, conn: u64) -> bool {
         let inner = self.lock();
-        inner
-            .handles
-            .get(handle)
-            .and_then(|e| inner.owners.get(&e.session))
-            .is_some_and(|&c| c != conn)
+        inner.handles.get(handle).and_then(|e| inner.owners.get(&e.session)).is_some_and(|&c| c != conn)
     }
 
     /// Issues a new handle restoring `snapshot`.
@@ -150,11 +135,7 @@ impl Store {
                 inner.handles.remove(&old);
             }
         }
-        let entry = Entry {
-            session,
-            snapshot: Arc::new(snapshot),
-            expires: now + self.ttl,
-        };
+        let entry = Entry { session, snapshot: Arc::new(snapshot), expires: now + self.ttl };
         inner.handles.insert(handle.clone(), entry);
         inner.order.push_back(handle.clone());
         handle
@@ -193,10 +174,7 @@ mod tests {
     use super::*;
 
     fn snap() -> Snapshot {
-        Snapshot {
-            model: "models/x".into(),
-            memory: Memory::default(),
-        }
+        Snapshot { model: "models/x".into(), memory: Memory::default() }
     }
 
     #[test]

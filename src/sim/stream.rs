@@ -197,9 +197,7 @@ impl AsyncRead for SimStream {
                 Poll::Pending => {
                     // Wake up when the next held ping is due.
                     if let Some(&(due, _)) = this.held.front() {
-                        let sleep = this
-                            .sleep
-                            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+                        let sleep = this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
                         if sleep.deadline() != due {
                             sleep.as_mut().reset(due);
                         }

@@ -29,18 +29,11 @@ fn tls_err(what: &str, e: impl std::fmt::Display) -> SimError {
 pub(crate) fn generate() -> Result<TlsSetup, SimError> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(|e| tls_err("CA parameters", e))?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "live-sim test CA");
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
+    ca_params.distinguished_name.push(DnType::CommonName, "live-sim test CA");
+    ca_params.key_usages =
+        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     let ca_key = KeyPair::generate().map_err(|e| tls_err("CA key", e))?;
-    let ca_cert = ca_params
-        .self_signed(&ca_key)
-        .map_err(|e| tls_err("CA certificate", e))?;
+    let ca_cert = ca_params.self_signed(&ca_key).map_err(|e| tls_err("CA certificate", e))?;
     let issuer = Issuer::new(ca_params, ca_key);
 
     let names = vec!["127.0.0.1".to_owned(), "::1".to_owned(), "localhost".to_owned()];
@@ -50,9 +43,7 @@ pub(crate) fn generate() -> Result<TlsSetup, SimError> {
     leaf_params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
     leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let leaf_key = KeyPair::generate().map_err(|e| tls_err("leaf key", e))?;
-    let leaf_cert = leaf_params
-        .signed_by(&leaf_key, &issuer)
-        .map_err(|e| tls_err("leaf certificate", e))?;
+    let leaf_cert = leaf_params.signed_by(&leaf_key, &issuer).map_err(|e| tls_err("leaf certificate", e))?;
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     // Clients in the same process (tests, the plugin) may build configs from the default.
@@ -65,10 +56,7 @@ pub(crate) fn generate() -> Result<TlsSetup, SimError> {
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .map_err(|e| tls_err("server certificate", e))?;
-    Ok(TlsSetup {
-        acceptor: TlsAcceptor::from(Arc::new(config)),
-        ca_pem: ca_cert.pem(),
-    })
+    Ok(TlsSetup { acceptor: TlsAcceptor::from(Arc::new(config)), ca_pem: ca_cert.pem() })
 }
 
 /// The CA certificate written to a file; the file is removed when this is dropped.

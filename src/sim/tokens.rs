@@ -115,11 +115,7 @@ impl TokenStore {
 
     /// Parses (strictly) and mints. `now` is the simulator's wall clock.
     pub fn mint_json(&self, body: &[u8], now: SystemTime, strict: bool) -> Result<AuthToken, MintError> {
-        let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
-            b"{}"
-        } else {
-            body
-        };
+        let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
         let parsed: Result<CreateAuthTokenRequest, DecodeError> = if strict {
             crate::protocol::strict::from_slice_strict(body)
         } else {
@@ -133,9 +129,7 @@ impl TokenStore {
     pub fn mint(&self, request: CreateAuthTokenRequest, now: SystemTime) -> Result<AuthToken, MintError> {
         let uses = request.uses.unwrap_or(1);
         if uses < 0 {
-            return Err(MintError(format!(
-                "Invalid value at 'uses': {uses} (must be 0 or more)."
-            )));
+            return Err(MintError(format!("Invalid value at 'uses': {uses} (must be 0 or more).")));
         }
         let time = |field: &str, text: Option<&str>, default: Duration| -> Result<SystemTime, MintError> {
             let t = match text {
@@ -156,12 +150,9 @@ impl TokenStore {
             Ok(t)
         };
         let expire = time("expire_time", request.expire_time.as_deref(), DEFAULT_EXPIRE)?;
-        let new_session_expire = time(
-            "new_session_expire_time",
-            request.new_session_expire_time.as_deref(),
-            DEFAULT_NEW_SESSION,
-        )?
-        .min(expire);
+        let new_session_expire =
+            time("new_session_expire_time", request.new_session_expire_time.as_deref(), DEFAULT_NEW_SESSION)?
+                .min(expire);
         let mask = match request.field_mask.as_deref().map(str::trim).filter(|m| !m.is_empty()) {
             None => None,
             Some(m) => Some(parse_mask(m)?),
@@ -174,10 +165,7 @@ impl TokenStore {
         for chunk in raw.chunks_mut(8) {
             chunk.copy_from_slice(&fastrand::u64(..).to_le_bytes());
         }
-        let name = format!(
-            "auth_tokens/{}",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
-        );
+        let name = format!("auth_tokens/{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw));
         let token = Token {
             uses_left: (uses > 0).then_some(uses as u32),
             expire,
@@ -236,9 +224,7 @@ fn parse_mask(mask: &str) -> Result<Vec<Vec<String>>, MintError> {
     let mut out = Vec::new();
     for path in mask.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let segs: Vec<String> = path.split('.').map(camel).collect();
-        let valid = segs
-            .iter()
-            .all(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric()));
+        let valid = segs.iter().all(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric()));
         if !valid || !SETUP_FIELDS.contains(&segs[0].as_str()) {
             return Err(MintError(format!(
                 "Invalid field mask path \"{}\": no such field in bidi_generate_content_setup.",
@@ -292,9 +278,7 @@ pub(crate) fn constrain(client: &Setup<'_>, constraint: &Constraint) -> Option<S
     if let Some(h) = handle
         && let Some(obj) = merged.as_object_mut()
     {
-        let entry = obj
-            .entry("sessionResumption")
-            .or_insert_with(|| Value::Object(Map::new()));
+        let entry = obj.entry("sessionResumption").or_insert_with(|| Value::Object(Map::new()));
         if let Some(r) = entry.as_object_mut() {
             r.insert("handle".to_owned(), Value::String(h));
         }
@@ -371,10 +355,7 @@ mod tests {
     fn uses_expiry_and_resumption() {
         let store = TokenStore::default();
         let now = SystemTime::now();
-        let t = store
-            .mint(request(json!({"uses": 2})), now)
-            .map(|t| t.name)
-            .unwrap_or_default();
+        let t = store.mint(request(json!({"uses": 2})), now).map(|t| t.name).unwrap_or_default();
         assert!(store.begin(&t, now, true).is_ok());
         assert!(store.begin(&t, now, false).is_ok(), "resumption is free");
         assert!(store.begin(&t, now, true).is_ok());
@@ -382,10 +363,7 @@ mod tests {
         assert!(store.begin(&t, now, false).is_ok());
         let later = now + Duration::from_secs(61);
         assert!(store.begin(&t, later, false).is_ok());
-        let u = store
-            .mint(request(json!({"uses": 0})), now)
-            .map(|t| t.name)
-            .unwrap_or_default();
+        let u = store.mint(request(json!({"uses": 0})), now).map(|t| t.name).unwrap_or_default();
         for _ in 0..10 {
             assert!(store.begin(&u, now, true).is_ok());
         }
@@ -402,16 +380,10 @@ mod tests {
         let bad = |v: Value| store.mint(request(v), now).is_err();
         assert!(bad(json!({"uses": -1})));
         assert!(bad(json!({"expireTime": "tomorrow"})));
-        assert!(bad(
-            json!({"expireTime": format_rfc3339(now + Duration::from_secs(21 * 3600))})
-        ));
+        assert!(bad(json!({"expireTime": format_rfc3339(now + Duration::from_secs(21 * 3600))})));
         assert!(bad(json!({"expireTime": format_rfc3339(now - Duration::from_secs(1))})));
         assert!(bad(json!({"fieldMask": "nonsense"})));
-        assert!(
-            store
-                .mint_json(br#"{"liveConnectConstraints": {}}"#, now, true)
-                .is_err()
-        );
+        assert!(store.mint_json(br#"{"liveConnectConstraints": {}}"#, now, true).is_err());
         assert!(store.mint_json(b"", now, true).is_ok());
     }
 
@@ -445,11 +417,7 @@ mod tests {
         assert!(s.system_instruction.is_none());
         assert_eq!(s.model, "models/a");
         // No setup on the token: the client's setup is used.
-        let none = Constraint {
-            setup: None,
-            mask: None,
-            expire: SystemTime::now(),
-        };
+        let none = Constraint { setup: None, mask: None, expire: SystemTime::now() };
         assert_eq!(constrain(&client, &none).map(|s| s.model).as_deref(), Some("models/a"));
     }
 }

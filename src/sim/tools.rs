@@ -78,10 +78,7 @@ fn words(text: &str) -> Vec<Word<'_>> {
     text.split(|c: char| !(c.is_alphanumeric() || c == '\''))
         .map(|w| w.trim_matches('\''))
         .filter(|w| !w.is_empty())
-        .map(|w| Word {
-            text: w,
-            lower: w.to_lowercase(),
-        })
+        .map(|w| Word { text: w, lower: w.to_lowercase() })
         .collect()
 }
 
@@ -132,10 +129,7 @@ pub fn plan_calls<'d>(decls: impl IntoIterator<Item = &'d FunctionDeclaration>, 
         .filter_map(|decl| {
             let positions = match_positions(&name_words(&decl.name), &text_words)?;
             let args = extract_args(decl.parameter_schema(), text, &text_words, &positions);
-            Some(PlannedCall {
-                name: decl.name.clone(),
-                args,
-            })
+            Some(PlannedCall { name: decl.name.clone(), args })
         })
         .collect()
 }
@@ -144,11 +138,7 @@ pub fn plan_calls<'d>(decls: impl IntoIterator<Item = &'d FunctionDeclaration>, 
 fn schema_type(schema: &Value) -> Option<String> {
     match schema.get("type")? {
         Value::String(t) => Some(t.to_ascii_lowercase()),
-        Value::Array(ts) => ts
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_ascii_lowercase)
-            .find(|t| t != "null"),
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).map(str::to_ascii_lowercase).find(|t| t != "null"),
         _ => None,
     }
 }
@@ -237,9 +227,7 @@ fn enum_value(prop: &Value, text_words: &[Word<'_>]) -> Option<Value> {
         let s = v.as_str()?;
         let wanted: Vec<String> = words(s).into_iter().map(|w| w.lower).collect();
         let found = !wanted.is_empty()
-            && text_words
-                .windows(wanted.len())
-                .any(|win| win.iter().zip(&wanted).all(|(a, b)| a.lower == *b));
+            && text_words.windows(wanted.len()).any(|win| win.iter().zip(&wanted).all(|(a, b)| a.lower == *b));
         found.then(|| v.clone())
     })
 }
@@ -294,11 +282,7 @@ fn quoted(text: &str) -> Vec<String> {
             };
             let body_start = start + c.len_utf8();
             let end = chars[i + 1..].iter().position(|&(j, d)| {
-                d == close
-                    && text[j + d.len_utf8()..]
-                        .chars()
-                        .next()
-                        .is_none_or(|n| !n.is_alphanumeric())
+                d == close && text[j + d.len_utf8()..].chars().next().is_none_or(|n| !n.is_alphanumeric())
             });
             if let Some(offset) = end {
                 let (j, _) = chars[i + 1 + offset];
@@ -336,25 +320,17 @@ fn is_candidate(w: &Word<'_>, src: &Sources<'_>, i: usize) -> bool {
 fn word_near(key: &str, src: &Sources<'_>) -> Option<String> {
     let ws = src.words;
     let key_word = name_words(key);
-    let key_pos = ws
-        .iter()
-        .enumerate()
-        .rev()
-        .find(|(_, w)| key_word.iter().any(|k| word_matches(&w.lower, k)))
-        .map(|(i, _)| i);
+    let key_pos =
+        ws.iter().enumerate().rev().find(|(_, w)| key_word.iter().any(|k| word_matches(&w.lower, k))).map(|(i, _)| i);
     if let Some(k) = key_pos {
-        let before = (k.saturating_sub(2)..k)
-            .rev()
-            .find(|&i| is_candidate(&ws[i], src, i) && i != k);
+        let before = (k.saturating_sub(2)..k).rev().find(|&i| is_candidate(&ws[i], src, i) && i != k);
         let after = || (k + 1..ws.len()).find(|&i| is_candidate(&ws[i], src, i));
         if let Some(i) = before.or_else(after) {
             return Some(ws[i].text.to_owned());
         }
     }
     let first = *src.name_positions.first()?;
-    (first + 1..ws.len())
-        .find(|&i| is_candidate(&ws[i], src, i) && Some(i) != key_pos)
-        .map(|i| ws[i].text.to_owned())
+    (first + 1..ws.len()).find(|&i| is_candidate(&ws[i], src, i) && Some(i) != key_pos).map(|i| ws[i].text.to_owned())
 }
 
 #[cfg(test)]
@@ -364,11 +340,7 @@ mod tests {
     use super::*;
 
     fn decl(name: &str, params: Value) -> FunctionDeclaration {
-        FunctionDeclaration {
-            name: name.into(),
-            parameters: Some(params),
-            ..Default::default()
-        }
+        FunctionDeclaration { name: name.into(), parameters: Some(params), ..Default::default() }
     }
 
     #[test]
@@ -423,18 +395,12 @@ mod tests {
         let want = json!({"item": "sword", "count": 2, "quality": "rare", "wrapped": false, "note": "urgent"});
         assert_eq!(Value::Object(calls[0].args.clone()), want);
         let calls = plan_calls([&d], "please give the item shield to me");
-        assert_eq!(
-            Value::Object(calls[0].args.clone()),
-            json!({"item": "shield", "wrapped": false})
-        );
+        assert_eq!(Value::Object(calls[0].args.clone()), json!({"item": "shield", "wrapped": false}));
     }
 
     #[test]
     fn no_schema_no_args() {
-        let d = FunctionDeclaration {
-            name: "ring_bell".into(),
-            ..Default::default()
-        };
+        let d = FunctionDeclaration { name: "ring_bell".into(), ..Default::default() };
         let calls = plan_calls([&d], "ring the bell");
         assert_eq!(calls.len(), 1);
         assert!(calls[0].args.is_empty());
@@ -443,9 +409,6 @@ mod tests {
     #[test]
     fn quotes_skip_apostrophes() {
         assert_eq!(quoted("don't give me 'sword' or \"axe\""), ["sword", "axe"]);
-        assert_eq!(
-            key_values("gate=north, count: 3"),
-            [("gate".into(), "north".into()), ("count".into(), "3".into())]
-        );
+        assert_eq!(key_values("gate=north, count: 3"), [("gate".into(), "north".into()), ("count".into(), "3".into())]);
     }
 }

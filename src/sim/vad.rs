@@ -73,10 +73,7 @@ impl VadConfig {
         };
         let ms = |v: Option<i32>, fallback: u32| v.and_then(|v| u32::try_from(v).ok()).unwrap_or(fallback);
         VadConfig {
-            start_sensitivity: aad
-                .start_of_speech_sensitivity
-                .clone()
-                .unwrap_or(default.start_sensitivity),
+            start_sensitivity: aad.start_of_speech_sensitivity.clone().unwrap_or(default.start_sensitivity),
             end_sensitivity: aad.end_of_speech_sensitivity.clone().unwrap_or(default.end_sensitivity),
             prefix_padding_ms: ms(aad.prefix_padding_ms, default.prefix_padding_ms),
             silence_duration_ms: ms(aad.silence_duration_ms, default.silence_duration_ms),
@@ -273,8 +270,7 @@ impl Detect {
     /// Input position of 16 kHz sample `k` of the current segment.
     fn pos(&self, k: u64) -> u64 {
         let offset = u128::from(k) * u128::from(self.rate) / u128::from(VAD_RATE);
-        self.seg_input_base
-            .saturating_add(u64::try_from(offset).unwrap_or(u64::MAX))
+        self.seg_input_base.saturating_add(u64::try_from(offset).unwrap_or(u64::MAX))
     }
 
     /// Starts a new segment at input position `at` (after a rate change or flush): the partial
@@ -422,12 +418,7 @@ impl Vad {
     pub fn new(config: VadConfig, input_rate: u32) -> Vad {
         let front = Front::new(input_rate);
         let detect = Detect::new(Rules::new(&config), front.rate);
-        Vad {
-            config,
-            front,
-            detect,
-            received: 0,
-        }
+        Vad { config, front, detect, received: 0 }
     }
 
     /// The settings in use.
@@ -521,20 +512,13 @@ mod tests {
     use rubato::FftFixedIn;
 
     const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/speech/");
-    const PHRASES: [&str; 3] = [
-        "player-hello-16k.wav",
-        "player-open-gate-16k.wav",
-        "player-interrupt-16k.wav",
-    ];
+    const PHRASES: [&str; 3] = ["player-hello-16k.wav", "player-open-gate-16k.wav", "player-interrupt-16k.wav"];
 
     fn fixture(name: &str) -> (Vec<i16>, u32) {
         let reader = hound::WavReader::open(format!("{DIR}{name}")).expect("fixture");
         let spec = reader.spec();
         assert_eq!((spec.channels, spec.bits_per_sample), (1, 16), "{name}");
-        let samples = reader
-            .into_samples::<i16>()
-            .collect::<Result<Vec<_>, _>>()
-            .expect("samples");
+        let samples = reader.into_samples::<i16>().collect::<Result<Vec<_>, _>>().expect("samples");
         (samples, spec.sample_rate)
     }
 
@@ -595,13 +579,9 @@ mod tests {
     /// Asserts a single utterance and returns `(start, end, speech_samples)`.
     fn single(events: &[VadEvent], what: &str) -> (u64, u64, u64) {
         match events {
-            [
-                VadEvent::SpeechStart { at: start },
-                VadEvent::SpeechEnd {
-                    at: end,
-                    speech_samples,
-                },
-            ] => (*start, *end, *speech_samples),
+            [VadEvent::SpeechStart { at: start }, VadEvent::SpeechEnd { at: end, speech_samples }] => {
+                (*start, *end, *speech_samples)
+            }
             other => panic!("{what}: expected one start and one end, got {other:?}"),
         }
     }
@@ -638,15 +618,8 @@ mod tests {
                 let (start, _, speech) = single(&events, &format!("{name} at {rate} Hz"));
                 let onset = onset16 * u64::from(rate) / 16_000;
                 let tolerance = u64::from(rate) / 8; // 125 ms
-                assert!(
-                    start.abs_diff(onset) <= tolerance,
-                    "{name} at {rate}: start {start} vs {onset}"
-                );
-                assert!(
-                    speech >= y.len() as u64 / 2,
-                    "{name} at {rate}: speech {speech} of {}",
-                    y.len()
-                );
+                assert!(start.abs_diff(onset) <= tolerance, "{name} at {rate}: start {start} vs {onset}");
+                assert!(speech >= y.len() as u64 / 2, "{name} at {rate}: speech {speech} of {}", y.len());
             }
         }
     }
@@ -678,11 +651,7 @@ mod tests {
             let whole = run(VadConfig::default(), rate, &y);
             assert_eq!(whole.len(), 2);
             for chunk in [1, 7, 320, 4_000] {
-                assert_eq!(
-                    run_chunked(VadConfig::default(), rate, &y, chunk),
-                    whole,
-                    "chunk {chunk} at {rate}"
-                );
+                assert_eq!(run_chunked(VadConfig::default(), rate, &y, chunk), whole, "chunk {chunk} at {rate}");
             }
         }
     }
@@ -692,10 +661,7 @@ mod tests {
         let (x, rate) = fixture("player-open-gate-16k.wav");
         let y = with_silence(&x, rate, 2.0);
         let gap = |ms: u32| {
-            let config = VadConfig {
-                silence_duration_ms: ms,
-                ..VadConfig::default()
-            };
+            let config = VadConfig { silence_duration_ms: ms, ..VadConfig::default() };
             let events = run(config, rate, &y);
             let Some(&VadEvent::SpeechEnd { at, speech_samples }) = events.last() else {
                 panic!("{ms} ms: no end in {events:?}");
@@ -727,11 +693,7 @@ mod tests {
         assert!(matches!(events[..], [VadEvent::SpeechStart { .. }]));
         vad.flush(&mut events);
         assert!(!vad.in_speech());
-        let [
-            VadEvent::SpeechStart { at: start },
-            VadEvent::SpeechEnd { at, speech_samples },
-        ] = events[..]
-        else {
+        let [VadEvent::SpeechStart { at: start }, VadEvent::SpeechEnd { at, speech_samples }] = events[..] else {
             panic!("{events:?}");
         };
         assert_eq!(at, 16_000);
@@ -789,20 +751,8 @@ mod tests {
     fn sensitivity_and_padding_delay_the_start() {
         let (x, _) = fixture("player-open-gate-16k.wav");
         let high = commit_position(VadConfig::default(), &x);
-        let low = commit_position(
-            VadConfig {
-                start_sensitivity: StartSensitivity::Low,
-                ..VadConfig::default()
-            },
-            &x,
-        );
-        let padded = commit_position(
-            VadConfig {
-                prefix_padding_ms: 300,
-                ..VadConfig::default()
-            },
-            &x,
-        );
+        let low = commit_position(VadConfig { start_sensitivity: StartSensitivity::Low, ..VadConfig::default() }, &x);
+        let padded = commit_position(VadConfig { prefix_padding_ms: 300, ..VadConfig::default() }, &x);
         assert!(low >= high + 4 * 256, "high {high} low {low}");
         assert!(padded >= high + 16 * 256, "high {high} padded {padded}");
     }
@@ -812,14 +762,7 @@ mod tests {
         let (x, rate) = fixture("player-interrupt-16k.wav");
         let y = with_silence(&x, rate, 1.0);
         let speech = |end_sensitivity| {
-            let events = run(
-                VadConfig {
-                    end_sensitivity,
-                    ..VadConfig::default()
-                },
-                rate,
-                &y,
-            );
+            let events = run(VadConfig { end_sensitivity, ..VadConfig::default() }, rate, &y);
             single(&events, "interrupt").2
         };
         assert!(speech(EndSensitivity::Low) >= speech(EndSensitivity::High));
@@ -879,16 +822,10 @@ mod tests {
         assert_eq!(c.start_sensitivity, StartSensitivity::Low);
         assert_eq!((c.prefix_padding_ms, c.silence_duration_ms), (20, 250));
         let rules = Rules::new(&c);
-        assert_eq!(
-            (rules.start_threshold, rules.start_frames, rules.end_frames),
-            (0.8, 6, 16)
-        );
+        assert_eq!((rules.start_threshold, rules.start_frames, rules.end_frames), (0.8, 6, 16));
         // Unspecified and unknown values behave as HIGH.
         assert_eq!(rules.stay_threshold, 0.5);
-        let other = VadConfig {
-            start_sensitivity: StartSensitivity::Other("X".into()),
-            ..VadConfig::default()
-        };
+        let other = VadConfig { start_sensitivity: StartSensitivity::Other("X".into()), ..VadConfig::default() };
         assert_eq!(Rules::new(&other).start_threshold, 0.7);
     }
 
@@ -903,11 +840,8 @@ mod tests {
             vad.flush(&mut events);
             vad.set_input_rate(rate.wrapping_add(1));
             vad.push(&[0; 100], &mut events);
-            let extreme = VadConfig {
-                prefix_padding_ms: u32::MAX,
-                silence_duration_ms: u32::MAX,
-                ..VadConfig::default()
-            };
+            let extreme =
+                VadConfig { prefix_padding_ms: u32::MAX, silence_duration_ms: u32::MAX, ..VadConfig::default() };
             let mut vad = Vad::new(extreme, rate);
             vad.push(&[1; 3_000], &mut events);
         }

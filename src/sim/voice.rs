@@ -56,15 +56,7 @@ const fn preset(
     tempo: f32,
     roughness: f32,
 ) -> Preset {
-    Preset {
-        name,
-        f0,
-        formant_scale,
-        breathiness,
-        open_quotient,
-        tempo,
-        roughness,
-    }
+    Preset { name, f0, formant_scale, breathiness, open_quotient, tempo, roughness }
 }
 
 /// The 30 prebuilt Gemini voices, loosely after their published characters
@@ -118,9 +110,7 @@ pub struct Voice {
 
 /// FNV-1a, for a stable name hash (std's hasher may change between releases).
 fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
-    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// 16 bits of `h` starting at bit `shift`, as a fraction in [0, 1].
@@ -232,9 +222,7 @@ const LABIAL: (f32, f32, Formants) = (1500.0, 2500.0, [300.0, 900.0, 2300.0]);
 const ALVEOLAR: (f32, f32, Formants) = (4500.0, 3000.0, [350.0, 1750.0, 2700.0]);
 const VELAR: (f32, f32, Formants) = (2400.0, 1500.0, [350.0, 1900.0, 2400.0]);
 
-const DIGITS: [&str; 10] = [
-    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
-];
+const DIGITS: [&str; 10] = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"];
 
 /// Folds text to what the planner knows: lowercase ASCII letters, whitespace, punctuation.
 /// Digits become words; accented Latin letters lose their accents; other scripts become one
@@ -341,14 +329,7 @@ fn is_vowel(c: char) -> bool {
 
 impl<'v> Planner<'v> {
     fn new(voice: &'v Voice) -> Planner<'v> {
-        Planner {
-            voice,
-            segs: Vec::new(),
-            phrases: Vec::new(),
-            phrase_start: 0,
-            word_len: 0,
-            word_accented: false,
-        }
+        Planner { voice, segs: Vec::new(), phrases: Vec::new(), phrase_start: 0, word_len: 0, word_accented: false }
     }
 
     fn samples(&self, ms: f32) -> u32 {
@@ -421,11 +402,7 @@ impl<'v> Planner<'v> {
     /// Closure, burst, and (voiceless) aspiration.
     fn plosive(&mut self, voiced: bool, place: (f32, f32, Formants), scale: f32) {
         let (burst_f, burst_bw, locus) = place;
-        let mut closure = Self::seg(
-            Kind::Consonant,
-            self.samples(if voiced { 35.0 } else { 45.0 } * scale),
-            locus,
-        );
+        let mut closure = Self::seg(Kind::Consonant, self.samples(if voiced { 35.0 } else { 45.0 } * scale), locus);
         // A voiced closure keeps a faint low "voice bar".
         closure.voice = if voiced { 0.12 } else { 0.0 };
         closure.f = [250.0, locus[1], locus[2]];
@@ -446,11 +423,7 @@ impl<'v> Planner<'v> {
 
     fn gap(&mut self) {
         if matches!(self.segs.last(), Some(s) if matches!(s.kind, Kind::Vowel { .. } | Kind::Consonant)) {
-            let s = Seg {
-                f: self.held(),
-                f_end: self.held(),
-                ..Self::seg(Kind::Gap, self.samples(35.0), [0.0; 3])
-            };
+            let s = Seg { f: self.held(), f_end: self.held(), ..Self::seg(Kind::Gap, self.samples(35.0), [0.0; 3]) };
             self.segs.push(s);
         }
     }
@@ -467,11 +440,7 @@ impl<'v> Planner<'v> {
             }
             Some(_) => {
                 let held = self.held();
-                self.segs.push(Seg {
-                    f: held,
-                    f_end: held,
-                    ..Self::seg(Kind::Pause, len, [0.0; 3])
-                });
+                self.segs.push(Seg { f: held, f_end: held, ..Self::seg(Kind::Pause, len, [0.0; 3]) });
             }
         }
         if let Some(t) = terminal {
@@ -640,10 +609,7 @@ impl<'v> Planner<'v> {
             self.segs.pop();
         }
         if self.segs.is_empty() {
-            return Plan {
-                segs: Vec::new(),
-                total: 0,
-            };
+            return Plan { segs: Vec::new(), total: 0 };
         }
         if self.phrase_start < self.segs.len() {
             self.close_phrase(Terminal::Period);
@@ -655,21 +621,9 @@ impl<'v> Planner<'v> {
         let first_pitch = self.segs[0].pitch;
         let tail = self.samples(60.0);
         let pitch_end = self.segs.last().map_or(1.0, |s| s.pitch);
-        self.segs.insert(
-            0,
-            Seg {
-                f: first,
-                f_end: first,
-                pitch: first_pitch,
-                ..Self::seg(Kind::Pause, lead, [0.0; 3])
-            },
-        );
-        self.segs.push(Seg {
-            f: held,
-            f_end: held,
-            pitch: pitch_end,
-            ..Self::seg(Kind::Pause, tail, [0.0; 3])
-        });
+        self.segs
+            .insert(0, Seg { f: first, f_end: first, pitch: first_pitch, ..Self::seg(Kind::Pause, lead, [0.0; 3]) });
+        self.segs.push(Seg { f: held, f_end: held, pitch: pitch_end, ..Self::seg(Kind::Pause, tail, [0.0; 3]) });
         let total = self.segs.iter().map(|s| s.len as usize).sum();
         Plan { segs: self.segs, total }
     }
@@ -680,9 +634,7 @@ impl<'v> Planner<'v> {
     fn intonation(&mut self) {
         let phrases = std::mem::take(&mut self.phrases);
         for &(a, b, terminal) in &phrases {
-            let vowels: Vec<usize> = (a..b)
-                .filter(|&k| matches!(self.segs[k].kind, Kind::Vowel { .. }))
-                .collect();
+            let vowels: Vec<usize> = (a..b).filter(|&k| matches!(self.segs[k].kind, Kind::Vowel { .. })).collect();
             if let Some(&last) = vowels.last() {
                 let s = &mut self.segs[last];
                 s.len = (s.len as f32 * 1.3).round() as u32;
@@ -1026,18 +978,14 @@ mod tests {
                 c / (energy(&f[..m]) * energy(&f[lag..])).sqrt().max(1e-9)
             };
             let corr: Vec<f32> = (0..=max_lag).map(|l| if l < min_lag { 0.0 } else { r(l) }).collect();
-            let mut best = (min_lag..=max_lag)
-                .max_by(|&a, &b| corr[a].total_cmp(&corr[b]))
-                .expect("lags");
+            let mut best = (min_lag..=max_lag).max_by(|&a, &b| corr[a].total_cmp(&corr[b])).expect("lags");
             if corr[best] < 0.5 {
                 continue;
             }
             for div in [3, 2] {
                 let cand = best / div;
                 if cand >= min_lag {
-                    let local = (cand - 1..=cand + 1)
-                        .max_by(|&a, &b| corr[a].total_cmp(&corr[b]))
-                        .expect("lags");
+                    let local = (cand - 1..=cand + 1).max_by(|&a, &b| corr[a].total_cmp(&corr[b])).expect("lags");
                     if corr[local] > 0.85 * corr[best] {
                         best = local;
                         break;
@@ -1083,11 +1031,7 @@ mod tests {
             let voice = Voice::for_name(v);
             for text in [sentence, forty, "Hi.", "", "...", "Ω 42 — ça va?"] {
                 let samples = voice.synthesize(text, 3).len();
-                assert_eq!(
-                    voice.duration_of(text),
-                    Duration::from_secs_f64(samples as f64 / 24_000.0),
-                    "{v}: {text}"
-                );
+                assert_eq!(voice.duration_of(text), Duration::from_secs_f64(samples as f64 / 24_000.0), "{v}: {text}");
             }
         }
         assert!(voice.synthesize("", 1).is_empty());
@@ -1101,11 +1045,7 @@ mod tests {
             let voice = Voice::for_name(name);
             let f0 = estimate_f0(&voice.synthesize(text, 11));
             let ratio = f0 / voice.f0_hz();
-            assert!(
-                (0.85..=1.2).contains(&ratio),
-                "{name}: measured {f0} Hz, nominal {}",
-                voice.f0_hz()
-            );
+            assert!((0.85..=1.2).contains(&ratio), "{name}: measured {f0} Hz, nominal {}", voice.f0_hz());
             f0
         };
         let (kore, puck, charon) = (measured("Kore"), measured("Puck"), measured("Charon"));
@@ -1123,11 +1063,7 @@ mod tests {
             assert!(rms(&x) > 2_000.0, "{name}: rms {}", rms(&x));
             assert!(x[0].unsigned_abs() < 100 && x[x.len() - 1].unsigned_abs() < 100);
             // No sample-to-sample jump anywhere near full scale.
-            let jump = x
-                .windows(2)
-                .map(|w| (i32::from(w[1]) - i32::from(w[0])).unsigned_abs())
-                .max()
-                .unwrap_or(0);
+            let jump = x.windows(2).map(|w| (i32::from(w[1]) - i32::from(w[0])).unsigned_abs()).max().unwrap_or(0);
             assert!(jump < 16_000, "{name}: jump {jump}");
         }
     }
@@ -1158,17 +1094,8 @@ mod tests {
     #[test]
     fn any_text_is_safe() {
         let voice = Voice::for_name("Aoede");
-        for text in [
-            "?",
-            "a",
-            "zzzz",
-            "\n\n",
-            "1234567890",
-            "東京へようこそ",
-            "ÀÉÎÕÜ ß",
-            "\u{0}\u{7f}",
-            "!!!???...,,,",
-        ] {
+        for text in ["?", "a", "zzzz", "\n\n", "1234567890", "東京へようこそ", "ÀÉÎÕÜ ß", "\u{0}\u{7f}", "!!!???...,,,"]
+        {
             let _ = voice.synthesize(text, u64::MAX);
         }
         let huge = "abc ".repeat(MAX_TEXT_CHARS);
@@ -1197,14 +1124,8 @@ mod tests {
             let mut vad = Vad::new(VadConfig::default(), VOICE_SAMPLE_RATE);
             let mut events = Vec::new();
             vad.push(&x, &mut events);
-            assert!(
-                matches!(events.first(), Some(VadEvent::SpeechStart { at }) if *at < 4_800),
-                "{name}: {events:?}"
-            );
-            assert!(
-                matches!(events.last(), Some(VadEvent::SpeechEnd { .. })),
-                "{name}: {events:?}"
-            );
+            assert!(matches!(events.first(), Some(VadEvent::SpeechStart { at }) if *at < 4_800), "{name}: {events:?}");
+            assert!(matches!(events.last(), Some(VadEvent::SpeechEnd { .. })), "{name}: {events:?}");
         }
     }
 
@@ -1219,10 +1140,8 @@ mod tests {
         };
         let dir = std::env::temp_dir();
         for name in ["Kore", "Puck", "Charon", "Leda", "Enceladus"] {
-            let x = Voice::for_name(name).synthesize(
-                "Hello there, traveller! Welcome to our village. Would you like to rest at the inn?",
-                1,
-            );
+            let x = Voice::for_name(name)
+                .synthesize("Hello there, traveller! Welcome to our village. Would you like to rest at the inn?", 1);
             let path = dir.join(format!("voice-{name}.wav"));
             let mut w = hound::WavWriter::create(&path, spec).expect("create");
             for s in x {

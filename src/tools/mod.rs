@@ -180,11 +180,7 @@ impl NpcTool {
                     Ok(a) => a,
                     Err(e) => return ToolReply::Now(Err(format!("invalid arguments: {e}"))),
                 };
-                let input = ToolInput {
-                    args,
-                    npc,
-                    call_id: call_id.to_owned(),
-                };
+                let input = ToolInput { args, npc, call_id: call_id.to_owned() };
                 match world.run_system_with(id, input) {
                     Ok(r) => r.into_reply(),
                     Err(e) => ToolReply::Now(Err(format!("the tool could not run: {e}"))),
@@ -272,11 +268,7 @@ impl NpcToolRegistry {
 
     /// The declarations of the listed tools that are registered, in the given order.
     pub fn declarations<'a>(&self, names: impl IntoIterator<Item = &'a String>) -> Vec<FunctionDeclaration> {
-        names
-            .into_iter()
-            .filter_map(|n| self.tools.get(n))
-            .map(|t| t.declaration.clone())
-            .collect()
+        names.into_iter().filter_map(|n| self.tools.get(n)).map(|t| t.declaration.clone()).collect()
     }
 
     /// The behavior of a tool.
@@ -296,17 +288,11 @@ impl AppNpcToolExt for App {
         let world = self.world_mut();
         world.init_resource::<NpcToolRegistry>();
         let Some(registrar) = tool.registrar.take() else {
-            warn!(
-                "npc tool `{}` has no system (call `.run(system)`); not registered",
-                tool.name
-            );
+            warn!("npc tool `{}` has no system (call `.run(system)`); not registered", tool.name);
             return self;
         };
         if !valid_tool_name(&tool.name) {
-            warn!(
-                "npc tool name `{}` is not valid (letters, digits, _ . : -, ≤ 128); not registered",
-                tool.name
-            );
+            warn!("npc tool name `{}` is not valid (letters, digits, _ . : -, ≤ 128); not registered", tool.name);
             return self;
         }
         let runner = registrar(world);
@@ -316,10 +302,7 @@ impl AppNpcToolExt for App {
             behavior: tool.behavior,
             runner,
         };
-        world
-            .resource_mut::<NpcToolRegistry>()
-            .tools
-            .insert(tool.name.clone(), registered);
+        world.resource_mut::<NpcToolRegistry>().tools.insert(tool.name.clone(), registered);
         self
     }
 }
@@ -327,9 +310,7 @@ impl AppNpcToolExt for App {
 fn valid_tool_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 128
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'))
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'))
 }
 
 /// The outcome of one dispatched call; `response` is `None` while a deferred tool works.
@@ -378,21 +359,11 @@ pub(crate) fn dispatch(world: &mut World, npc: Entity, call: &FunctionCall, allo
     }
     let call_id = call.id.clone().unwrap_or_default();
     match runner(world, npc, &call_id, args) {
-        ToolReply::Later => Dispatched {
-            response: None,
-            is_error: false,
-        },
+        ToolReply::Later => Dispatched { response: None, is_error: false },
         ToolReply::Now(result) => {
-            let (response, is_error) = respond(
-                world.get_resource::<NpcToolRegistry>(),
-                call.id.clone(),
-                &call.name,
-                result,
-            );
-            Dispatched {
-                response: Some(response),
-                is_error,
-            }
+            let (response, is_error) =
+                respond(world.get_resource::<NpcToolRegistry>(), call.id.clone(), &call.name, result);
+            Dispatched { response: Some(response), is_error }
         }
     }
 }

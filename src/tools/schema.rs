@@ -38,19 +38,11 @@ fn resolve<'a>(schema: &'a Value, defs: Option<&'a Value>) -> &'a Value {
 }
 
 fn at(path: &str) -> String {
-    if path.is_empty() {
-        "arguments".to_owned()
-    } else {
-        format!("`{path}`")
-    }
+    if path.is_empty() { "arguments".to_owned() } else { format!("`{path}`") }
 }
 
 fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
-    }
+    if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
 }
 
 fn type_matches(ty: &str, v: &Value) -> bool {
@@ -71,11 +63,7 @@ fn check(schema: &Value, v: &Value, defs: Option<&Value>, path: &str, depth: usi
         return Err(format!("{} nests too deeply", at(path)));
     }
     let schema = resolve(schema, defs);
-    if let Some(any_of) = schema
-        .get("anyOf")
-        .or_else(|| schema.get("oneOf"))
-        .and_then(Value::as_array)
-    {
+    if let Some(any_of) = schema.get("anyOf").or_else(|| schema.get("oneOf")).and_then(Value::as_array) {
         return if any_of.iter().any(|s| check(s, v, defs, path, depth + 1).is_ok()) {
             Ok(())
         } else {
@@ -185,27 +173,12 @@ mod tests {
         assert_eq!(s["type"], "object");
         assert!(validate(&s, &json!({"item": "sword"})).is_ok());
         assert!(validate(&s, &json!({"item": "sword", "count": 3, "quality": "rare"})).is_ok());
-        assert_eq!(
-            validate(&s, &json!({"count": 3})).unwrap_err(),
-            "missing argument `item`"
-        );
-        assert_eq!(
-            validate(&s, &json!({"item": "x", "colour": 1})).unwrap_err(),
-            "unknown argument `colour`"
-        );
-        assert_eq!(
-            validate(&s, &json!({"item": "x", "count": 0})).unwrap_err(),
-            "`count` must be at least 1"
-        );
-        assert_eq!(
-            validate(&s, &json!({"item": "x", "count": 100})).unwrap_err(),
-            "`count` must be at most 99"
-        );
+        assert_eq!(validate(&s, &json!({"count": 3})).unwrap_err(), "missing argument `item`");
+        assert_eq!(validate(&s, &json!({"item": "x", "colour": 1})).unwrap_err(), "unknown argument `colour`");
+        assert_eq!(validate(&s, &json!({"item": "x", "count": 0})).unwrap_err(), "`count` must be at least 1");
+        assert_eq!(validate(&s, &json!({"item": "x", "count": 100})).unwrap_err(), "`count` must be at most 99");
         assert!(validate(&s, &json!({"item": "x", "quality": "epic"})).is_err());
-        assert_eq!(
-            validate(&s, &json!({"item": 5})).unwrap_err(),
-            "`item` must be of type string"
-        );
+        assert_eq!(validate(&s, &json!({"item": 5})).unwrap_err(), "`item` must be of type string");
         assert!(validate(&s, &json!([1])).is_err());
     }
 }

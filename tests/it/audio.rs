@@ -20,9 +20,7 @@ const FRAME: usize = 800;
 /// A sine at 24 kHz (the model's rate).
 fn tone(hz: f32, secs: f32, amp: f32) -> Vec<i16> {
     let n = (secs * 24_000.0) as usize;
-    (0..n)
-        .map(|i| ((i as f32 * hz * std::f32::consts::TAU / 24_000.0).sin() * amp * 32767.0) as i16)
-        .collect()
+    (0..n).map(|i| ((i as f32 * hz * std::f32::consts::TAU / 24_000.0).sin() * amp * 32767.0) as i16).collect()
 }
 
 /// Several sines at once, 24 kHz.
@@ -31,10 +29,7 @@ fn tones(freqs: &[f32], secs: f32, amp_each: f32) -> Vec<i16> {
     (0..n)
         .map(|i| {
             let t = i as f32 / 24_000.0;
-            let v: f32 = freqs
-                .iter()
-                .map(|f| (t * f * std::f32::consts::TAU).sin() * amp_each)
-                .sum();
+            let v: f32 = freqs.iter().map(|f| (t * f * std::f32::consts::TAU).sin() * amp_each).sum();
             (v * 32767.0) as i16
         })
         .collect()
@@ -81,10 +76,7 @@ impl Rig {
         let out = OfflineOutput::manual(RATE);
         let mut app = App::new();
         app.add_plugins((MinimalPlugins, TransformPlugin))
-            .add_plugins(NpcAudioPlugin {
-                backend: AudioBackendChoice::Offline(out.clone()),
-                ..Default::default()
-            })
+            .add_plugins(NpcAudioPlugin { backend: AudioBackendChoice::Offline(out.clone()), ..Default::default() })
             .insert_resource(TimeUpdateStrategy::ManualDuration(Duration::from_secs_f64(1.0 / 60.0)));
         app.finish();
         app.cleanup();
@@ -124,9 +116,7 @@ impl Rig {
 fn heard(npc: Vec3, listener: Vec3) -> (f32, f32) {
     let mut rig = Rig::new();
     rig.listener(Transform::from_translation(listener));
-    let settings = NpcVoiceSettings::default()
-        .distances(1.0, 20.0)
-        .spatialization_strength(1.0);
+    let settings = NpcVoiceSettings::default().distances(1.0, 20.0).spatialization_strength(1.0);
     let (_, mut sink) = rig.npc(Transform::from_translation(npc), settings);
     sink.push(&tone(440.0, 1.0, 0.5));
     sink.end_of_turn();
@@ -161,9 +151,7 @@ fn the_listener_turns_with_its_transform() {
     let turned = Transform::from_rotation(Quat::from_rotation_y(std::f32::consts::FRAC_PI_2));
     let mut rig = Rig::new();
     rig.listener(turned);
-    let settings = NpcVoiceSettings::default()
-        .distances(1.0, 20.0)
-        .spatialization_strength(1.0);
+    let settings = NpcVoiceSettings::default().distances(1.0, 20.0).spatialization_strength(1.0);
     let (_, mut sink) = rig.npc(Transform::from_xyz(0.0, 0.0, 2.0), settings);
     sink.push(&tone(440.0, 1.0, 0.5));
     rig.frames(6);
@@ -176,9 +164,7 @@ fn the_listener_turns_with_its_transform() {
 fn level_falls_with_distance_as_configured() {
     let mut rig = Rig::new();
     rig.listener(Transform::IDENTITY);
-    let settings = NpcVoiceSettings::default()
-        .distances(1.0, 21.0)
-        .attenuation(VoiceAttenuation::Linear);
+    let settings = NpcVoiceSettings::default().distances(1.0, 21.0).attenuation(VoiceAttenuation::Linear);
     let (npc, mut sink) = rig.npc(Transform::from_xyz(0.0, 0.0, -1.0), settings);
     sink.push(&tone(440.0, 10.0, 0.5));
     rig.frames(6);
@@ -192,11 +178,7 @@ fn level_falls_with_distance_as_configured() {
     for (d, level) in &levels[1..] {
         // kira: 0 dB at min_distance falling linearly to −60 dB at max_distance.
         let want = -60.0 * (d - 1.0) / 20.0;
-        assert!(
-            (level - near - want).abs() < 1.0,
-            "at {d} m: {:.1} dB, want {want:.1}",
-            level - near
-        );
+        assert!((level - near - want).abs() < 1.0, "at {d} m: {:.1} dB, want {want:.1}", level - near);
     }
 }
 
@@ -204,9 +186,7 @@ fn level_falls_with_distance_as_configured() {
 fn a_moving_npc_pans_smoothly() {
     let mut rig = Rig::new();
     rig.listener(Transform::IDENTITY);
-    let settings = NpcVoiceSettings::default()
-        .distances(1.0, 30.0)
-        .spatialization_strength(1.0);
+    let settings = NpcVoiceSettings::default().distances(1.0, 30.0).spatialization_strength(1.0);
     let (npc, mut sink) = rig.npc(Transform::from_xyz(-5.0, 0.0, -2.0), settings);
     sink.push(&tone(1000.0, 4.0, 0.5));
     rig.frames(6);
@@ -217,10 +197,7 @@ fn a_moving_npc_pans_smoothly() {
         let out = rig.frame();
         for block in out.chunks(256) {
             let (l, r) = (channel(block, 0), channel(block, 1));
-            let (el, er) = (
-                l.iter().map(|v| v * v).sum::<f32>(),
-                r.iter().map(|v| v * v).sum::<f32>(),
-            );
+            let (el, er) = (l.iter().map(|v| v * v).sum::<f32>(), r.iter().map(|v| v * v).sum::<f32>());
             pans.push((er - el) / (er + el).max(1e-12));
         }
     }
@@ -250,15 +227,9 @@ fn occlusion_lowers_high_frequencies() {
     let (shut_low, shut_high) = measure(1.0);
     // Above 2 kHz falls far more than below (the low-pass), and the whole voice is quieter.
     assert!(open_high - shut_high > 25.0, "high: {open_high:.1} → {shut_high:.1} dB");
-    assert!(
-        open_low - shut_low < 16.0 && open_low - shut_low > 8.0,
-        "low: {open_low:.1} → {shut_low:.1} dB"
-    );
+    assert!(open_low - shut_low < 16.0 && open_low - shut_low > 8.0, "low: {open_low:.1} → {shut_low:.1} dB");
     let (half_low, half_high) = measure(0.5);
-    assert!(
-        half_high < open_high - 3.0 && half_high > shut_high + 3.0,
-        "half: {half_low:.1} / {half_high:.1}"
-    );
+    assert!(half_high < open_high - 3.0 && half_high > shut_high + 3.0, "half: {half_low:.1} / {half_high:.1}");
 }
 
 #[test]
@@ -284,9 +255,7 @@ fn a_flush_is_silent_within_one_callback() {
     let step = m.windows(2).map(|w| (w[1] - w[0]).abs()).fold(0.0f32, f32::max);
     assert!(step < 0.05, "step {step}");
     // The session's flush (barge-in) works the same, and speech ends as interrupted.
-    let ended = rig
-        .app
-        .update_until_within::<NpcSpeechEnded>(Duration::from_secs(2), |e| e.entity == npc);
+    let ended = rig.app.update_until_within::<NpcSpeechEnded>(Duration::from_secs(2), |e| e.entity == npc);
     assert_eq!(ended.map(|e| e.interrupted), Some(true));
     sink.push(&tone(440.0, 5.0, 0.5));
     rig.frames(3);
@@ -299,14 +268,9 @@ fn a_flush_is_silent_within_one_callback() {
 /// TCP), rendering in 128-frame callbacks; returns the voice's counters.
 fn play_jittered(jitter_ms: f32, seed: u64) -> VoiceStats {
     let out = OfflineOutput::manual(RATE);
-    let settings = NpcAudioSettings {
-        prebuffer: Duration::from_millis(60),
-        ..Default::default()
-    };
+    let settings = NpcAudioSettings { prebuffer: Duration::from_millis(60), ..Default::default() };
     let mut output = NpcAudioOutput::new(&AudioBackendChoice::Offline(out.clone()), &settings);
-    let (mut sink, voice) = output
-        .spawn_voice(Vec3::new(0.0, 0.0, -1.0), &NpcVoiceSettings::default())
-        .unwrap();
+    let (mut sink, voice) = output.spawn_voice(Vec3::new(0.0, 0.0, -1.0), &NpcVoiceSettings::default()).unwrap();
     let speech = crate::wav("npc-mira-24k.wav");
     let chunk = 480;
     let mut rng = fastrand::Rng::with_seed(seed);
@@ -364,11 +328,7 @@ fn lip_sync_follows_the_heard_audio() {
         let out = rig.frame();
         assert!(out.iter().all(|v| *v == 0.0));
         let l = lip(&rig);
-        assert_eq!(
-            (l.level, l.rms, l.speaking, l.mouth),
-            (0.0, 0.0, false, MouthShape::Closed),
-            "{l:?}"
-        );
+        assert_eq!((l.level, l.rms, l.speaking, l.mouth), (0.0, 0.0, false, MouthShape::Closed), "{l:?}");
     }
     sink.push(&speech[960..24_000 * 3]);
     sink.end_of_turn();
@@ -386,10 +346,8 @@ fn lip_sync_follows_the_heard_audio() {
     let n = heard.len() as f32;
     let (mh, mm) = (heard.iter().sum::<f32>() / n, meter.iter().sum::<f32>() / n);
     let cov: f32 = heard.iter().zip(&meter).map(|(h, m)| (h - mh) * (m - mm)).sum();
-    let (vh, vm) = (
-        heard.iter().map(|h| (h - mh).powi(2)).sum::<f32>(),
-        meter.iter().map(|m| (m - mm).powi(2)).sum::<f32>(),
-    );
+    let (vh, vm) =
+        (heard.iter().map(|h| (h - mh).powi(2)).sum::<f32>(), meter.iter().map(|m| (m - mm).powi(2)).sum::<f32>());
     let correlation = cov / (vh.sqrt() * vm.sqrt()).max(1e-12);
     assert!(correlation > 0.8, "correlation {correlation}");
     assert!(shapes.len() >= 3, "{shapes:?}");
@@ -402,16 +360,8 @@ fn lip_sync_follows_the_heard_audio() {
 fn the_echo_reference_is_the_mix() {
     let mut rig = Rig::new();
     rig.listener(Transform::IDENTITY);
-    let mut echo = rig
-        .app
-        .world()
-        .resource::<NpcAudioOutput>()
-        .echo_reference()
-        .expect("first take");
-    assert!(
-        rig.app.world().resource::<NpcAudioOutput>().echo_reference().is_none(),
-        "taken once"
-    );
+    let mut echo = rig.app.world().resource::<NpcAudioOutput>().echo_reference().expect("first take");
+    assert!(rig.app.world().resource::<NpcAudioOutput>().echo_reference().is_none(), "taken once");
     let (_, mut sink) = rig.npc(Transform::from_xyz(-1.0, 0.0, -1.0), NpcVoiceSettings::default());
     sink.push(&tone(440.0, 1.0, 0.5));
     let mut mix = Vec::new();
@@ -437,9 +387,7 @@ fn the_offline_clock_records_a_wav() {
     .unwrap();
     let mut output = NpcAudioOutput::new(&AudioBackendChoice::Offline(out.clone()), &NpcAudioSettings::default());
     output.set_listener(Vec3::ZERO, Quat::IDENTITY, Duration::ZERO);
-    let (mut sink, voice) = output
-        .spawn_voice(Vec3::new(-2.0, 0.0, 0.0), &NpcVoiceSettings::default())
-        .unwrap();
+    let (mut sink, voice) = output.spawn_voice(Vec3::new(-2.0, 0.0, 0.0), &NpcVoiceSettings::default()).unwrap();
     sink.push(&tone(440.0, 1.0, 0.5));
     sink.end_of_turn();
     let start = Instant::now();
@@ -452,10 +400,7 @@ fn the_offline_clock_records_a_wav() {
     let mut reader = hound::WavReader::open(&path).unwrap();
     let spec = reader.spec();
     assert_eq!((spec.channels, spec.sample_rate, spec.bits_per_sample), (2, RATE, 16));
-    let samples: Vec<f32> = reader
-        .samples::<i16>()
-        .map(|s| f32::from(s.unwrap()) / 32768.0)
-        .collect();
+    let samples: Vec<f32> = reader.samples::<i16>().map(|s| f32::from(s.unwrap()) / 32768.0).collect();
     assert_eq!(samples.len() as u64 / 2, out.frames_rendered());
     let (l, r) = (rms(&channel(&samples, 0)), rms(&channel(&samples, 1)));
     assert!(l > 0.05 && l > 3.0 * r, "left {l} right {r}");
@@ -475,10 +420,7 @@ struct Seen {
 /// each message was seen.
 fn watch_reply(app: &mut App, npc: Entity, limit: Duration, clock: impl Fn() -> u64) -> Seen {
     let mut seen = Seen::default();
-    let mut starts = app
-        .world()
-        .resource::<Messages<NpcSpeechStarted>>()
-        .get_cursor_current();
+    let mut starts = app.world().resource::<Messages<NpcSpeechStarted>>().get_cursor_current();
     let mut ends = app.world().resource::<Messages<NpcSpeechEnded>>().get_cursor_current();
     let mut lines = app.world().resource::<Messages<NpcTranscript>>().get_cursor_current();
     let deadline = Instant::now() + limit;
@@ -486,24 +428,14 @@ fn watch_reply(app: &mut App, npc: Entity, limit: Duration, clock: impl Fn() -> 
         app.update();
         let now = clock();
         let w = app.world();
-        if starts
-            .read(w.resource::<Messages<NpcSpeechStarted>>())
-            .any(|m| m.entity == npc)
-            && seen.started.is_none()
-        {
+        if starts.read(w.resource::<Messages<NpcSpeechStarted>>()).any(|m| m.entity == npc) && seen.started.is_none() {
             seen.started = Some(now);
             seen.state_at_start = w.get::<NpcState>(npc).cloned();
         }
-        if let Some(e) = ends
-            .read(w.resource::<Messages<NpcSpeechEnded>>())
-            .find(|m| m.entity == npc)
-        {
+        if let Some(e) = ends.read(w.resource::<Messages<NpcSpeechEnded>>()).find(|m| m.entity == npc) {
             seen.ended = Some((now, e.interrupted));
         }
-        if lines
-            .read(w.resource::<Messages<NpcTranscript>>())
-            .any(|t| t.speaker == Speaker::Npc && t.is_final)
-        {
+        if lines.read(w.resource::<Messages<NpcTranscript>>()).any(|t| t.speaker == Speaker::Npc && t.is_final) {
             seen.final_transcript.get_or_insert(now);
         }
         std::thread::sleep(Duration::from_millis(2));
@@ -531,29 +463,16 @@ fn a_reply_is_heard_and_speech_messages_follow_playback() {
     app.world_mut().spawn((NpcListener, Transform::from_xyz(0.0, 0.0, 2.0)));
     app.finish();
     app.cleanup();
-    app.world_mut().write_message(SayToNpc {
-        npc,
-        text: "Hello there!".into(),
-    });
+    app.world_mut().write_message(SayToNpc { npc, text: "Hello there!".into() });
     let seen = watch_reply(&mut app, npc, Duration::from_secs(60), || out.frames_rendered());
     let (Some(started_at), Some((ended_at, interrupted)), Some(transcript_at)) =
         (seen.started, seen.ended, seen.final_transcript)
     else {
-        panic!(
-            "started {:?} ended {:?} transcript {:?}",
-            seen.started, seen.ended, seen.final_transcript
-        );
+        panic!("started {:?} ended {:?} transcript {:?}", seen.started, seen.ended, seen.final_transcript);
     };
     assert!(!interrupted);
-    assert_eq!(
-        seen.state_at_start,
-        Some(NpcState::Speaking),
-        "speaking from the first heard sample"
-    );
-    assert!(
-        transcript_at < ended_at,
-        "the transcript (network) completes before the voice (playback)"
-    );
+    assert_eq!(seen.state_at_start, Some(NpcState::Speaking), "speaking from the first heard sample");
+    assert!(transcript_at < ended_at, "the transcript (network) completes before the voice (playback)");
     let received = app
         .world()
         .get::<NpcConversation>(npc)
@@ -563,10 +482,7 @@ fn a_reply_is_heard_and_speech_messages_follow_playback() {
     let sent_secs = received as f64 / 24_000.0;
     assert!(sent_secs > 0.5, "the simulator sent {sent_secs} s of audio");
     // Playback takes as long as the audio lasts (± a few frames' and callbacks' slack).
-    assert!(
-        (heard_secs - sent_secs).abs() < 0.15 + sent_secs * 0.05,
-        "heard {heard_secs:.2} s of {sent_secs:.2} s"
-    );
+    assert!((heard_secs - sent_secs).abs() < 0.15 + sent_secs * 0.05, "heard {heard_secs:.2} s of {sent_secs:.2} s");
     assert_eq!(app.world().get::<NpcState>(npc), Some(&NpcState::Listening));
     out.finish().unwrap();
     let captured = out.take_captured();
@@ -583,20 +499,13 @@ fn no_sound_card_child() {
     }
     let logs = crate::capture_logs();
     let mut app = App::new();
-    app.add_plugins((
-        MinimalPlugins,
-        TransformPlugin,
-        sim_plugin(None).audio(AudioBackendChoice::Device),
-    ));
+    app.add_plugins((MinimalPlugins, TransformPlugin, sim_plugin(None).audio(AudioBackendChoice::Device)));
     let npc = app.world_mut().spawn((LiveNpc::new("Ada"), Transform::default())).id();
     app.finish();
     app.cleanup();
     let status = app.world().resource::<NpcAudioOutput>().status().clone();
     println!("STATUS {status:?}");
-    app.world_mut().write_message(SayToNpc {
-        npc,
-        text: "Hello!".into(),
-    });
+    app.world_mut().write_message(SayToNpc { npc, text: "Hello!".into() });
     let seen = watch_reply(&mut app, npc, Duration::from_secs(20), || 0);
     for _ in 0..20 {
         app.update();
@@ -609,10 +518,7 @@ fn no_sound_card_child() {
     );
     println!("VOICE {}", app.world().get::<NpcVoice>(npc).is_some());
     let logs = logs.lock().map(|l| l.clone()).unwrap_or_default();
-    let warnings = logs
-        .lines()
-        .filter(|l| l.contains("live npc audio: no audio output device"))
-        .count();
+    let warnings = logs.lines().filter(|l| l.contains("live npc audio: no audio output device")).count();
     println!("AUDIO_WARNINGS {warnings}");
 }
 
@@ -620,31 +526,19 @@ fn no_sound_card_child() {
 fn without_a_sound_card_one_warning_and_text_still_works() {
     let exe = std::env::current_exe().unwrap();
     let child = std::process::Command::new(exe)
-        .args([
-            "audio::no_sound_card_child",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["audio::no_sound_card_child", "--exact", "--nocapture", "--test-threads=1"])
         .env("BLN_NO_SOUND_CARD_CHILD", "1")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&child.stdout);
-    assert!(
-        child.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&child.stderr)
-    );
+    assert!(child.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&child.stderr));
     if stdout.contains("STATUS Running") {
         eprintln!("this machine has a sound card: the no-device path was not exercised");
         return;
     }
     assert!(stdout.contains("STATUS Unavailable"), "{stdout}");
     assert!(stdout.contains("AUDIO_WARNINGS 1\n"), "exactly one warning: {stdout}");
-    assert!(
-        stdout.contains("STARTED true ENDED true REPLY true"),
-        "text mode, messages from the session: {stdout}"
-    );
+    assert!(stdout.contains("STARTED true ENDED true REPLY true"), "text mode, messages from the session: {stdout}");
     assert!(stdout.contains("VOICE false"), "{stdout}");
 }
 
@@ -655,10 +549,7 @@ fn next_to_bevy_kira_audio_its_receiver_is_the_listener() {
     let mut app = App::new();
     app.add_plugins((MinimalPlugins, TransformPlugin, bevy::asset::AssetPlugin::default()))
         .add_plugins(bevy_kira_audio::AudioPlugin)
-        .add_plugins(NpcAudioPlugin {
-            backend: AudioBackendChoice::Offline(out.clone()),
-            ..Default::default()
-        })
+        .add_plugins(NpcAudioPlugin { backend: AudioBackendChoice::Offline(out.clone()), ..Default::default() })
         .insert_resource(TimeUpdateStrategy::ManualDuration(Duration::from_secs_f64(1.0 / 60.0)));
     app.finish();
     app.cleanup();
@@ -669,10 +560,7 @@ fn next_to_bevy_kira_audio_its_receiver_is_the_listener() {
     ));
     let npc = app
         .world_mut()
-        .spawn((
-            Transform::from_xyz(0.0, 0.0, -2.0),
-            NpcVoiceSettings::default().spatialization_strength(1.0),
-        ))
+        .spawn((Transform::from_xyz(0.0, 0.0, -2.0), NpcVoiceSettings::default().spatialization_strength(1.0)))
         .id();
     let factory = app.world().resource::<AudioSinkFactory>().clone();
     let mut sink = (factory.0)(npc, &LiveNpc::new("Test"));
@@ -682,9 +570,6 @@ fn next_to_bevy_kira_audio_its_receiver_is_the_listener() {
         app.update();
         mix.extend(out.render(FRAME));
     }
-    let (l, r) = (
-        rms(&channel(&mix[FRAME * 12..], 0)),
-        rms(&channel(&mix[FRAME * 12..], 1)),
-    );
+    let (l, r) = (rms(&channel(&mix[FRAME * 12..], 0)), rms(&channel(&mix[FRAME * 12..], 1)));
     assert!(db(l) - db(r) > 12.0, "left {l} right {r}");
 }

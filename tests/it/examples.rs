@@ -26,14 +26,8 @@ fn live_sim(extra: &[&str]) -> SimProcess {
         .spawn()
         .expect("live-sim starts");
     let mut first = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut first)
-        .expect("first line");
-    let url = first
-        .trim()
-        .strip_prefix("listening on ")
-        .expect("the contract's first line")
-        .to_owned();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut first).expect("first line");
+    let url = first.trim().strip_prefix("listening on ").expect("the contract's first line").to_owned();
     SimProcess { child, url }
 }
 
@@ -62,13 +56,8 @@ struct Run {
 
 fn headless_chat(args: &[&str], key: Option<&str>, input: &str) -> Run {
     let mut cmd = Command::new(example("headless_chat"));
-    cmd.args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd.env_remove("GEMINI_API_KEY")
-        .env_remove("LIVE_NPC_ENDPOINT")
-        .env_remove("LIVE_NPC_MODEL");
+    cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.env_remove("GEMINI_API_KEY").env_remove("LIVE_NPC_ENDPOINT").env_remove("LIVE_NPC_MODEL");
     if let Some(k) = key {
         cmd.env("GEMINI_API_KEY", k);
     }
@@ -97,25 +86,14 @@ fn headless_chat(args: &[&str], key: Option<&str>, input: &str) -> Run {
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
-    Run {
-        code: status.code(),
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
-    }
+    Run { code: status.code(), stdout: stdout.join().unwrap_or_default(), stderr: stderr.join().unwrap_or_default() }
 }
 
 #[test]
 fn headless_chat_talks_and_runs_tools() {
     let sim = live_sim(&[]);
     let run = headless_chat(
-        &[
-            "--endpoint",
-            &format!("{}/", sim.url),
-            "--npc",
-            "Bram",
-            "--voice",
-            "Charon",
-        ],
+        &["--endpoint", &format!("{}/", sim.url), "--npc", "Bram", "--voice", "Charon"],
         None,
         "Hello there!\nCould you check inventory for me?\nPlease give item 'sword' count=2\n",
     );
@@ -128,10 +106,7 @@ fn headless_chat_talks_and_runs_tools() {
         r#"[tool] check_inventory({}) -> {"output":[{"count":1,"item":"torch"},{"count":2,"item":"bread"},{"count":12,"item":"coins"}]}"#
     );
     assert!(lines[2].starts_with("Bram: "), "{}", lines[2]);
-    assert_eq!(
-        lines[3],
-        r#"[tool] give_item({"count":2,"item":"sword"}) -> {"output":{"count":2,"gave":"sword"}}"#
-    );
+    assert_eq!(lines[3], r#"[tool] give_item({"count":2,"item":"sword"}) -> {"output":{"count":2,"gave":"sword"}}"#);
     assert!(lines[4].starts_with("Bram: "), "{}", lines[4]);
     for line in &lines {
         assert_eq!(line.trim(), *line, "lines are trimmed");
@@ -141,23 +116,12 @@ fn headless_chat_talks_and_runs_tools() {
 #[test]
 fn headless_chat_reports_a_fatal_error_and_exits_2() {
     let sim = live_sim(&["--api-key", "the-right-key"]);
-    let run = headless_chat(
-        &["--endpoint", &sim.url],
-        Some("a-wrong-key"),
-        "Hello?\nAre you there?\n",
-    );
+    let run = headless_chat(&["--endpoint", &sim.url], Some("a-wrong-key"), "Hello?\nAre you there?\n");
     assert_eq!(run.code, Some(2), "{}", run.stderr);
     assert_eq!(run.stdout, "");
     let error_lines: Vec<&str> = run.stderr.lines().filter(|l| l.starts_with("error: ")).collect();
-    assert_eq!(
-        error_lines,
-        ["error: 1007 API key not valid. Please pass a valid API key."]
-    );
-    assert!(
-        !run.stderr.contains("a-wrong-key"),
-        "the key never appears: {}",
-        run.stderr
-    );
+    assert_eq!(error_lines, ["error: 1007 API key not valid. Please pass a valid API key."]);
+    assert!(!run.stderr.contains("a-wrong-key"), "the key never appears: {}", run.stderr);
 }
 
 #[test]
@@ -184,12 +148,7 @@ fn channel_rms(path: &std::path::Path) -> (f64, f64, u32) {
     assert_eq!((spec.channels, spec.bits_per_sample), (2, 16));
     let samples: Vec<i16> = reader.samples::<i16>().map(|s| s.expect("sample")).collect();
     let rms = |ch: usize| {
-        let sum: f64 = samples
-            .iter()
-            .skip(ch)
-            .step_by(2)
-            .map(|&s| f64::from(s) * f64::from(s))
-            .sum();
+        let sum: f64 = samples.iter().skip(ch).step_by(2).map(|&s| f64::from(s) * f64::from(s)).sum();
         (sum / (samples.len() / 2).max(1) as f64).sqrt()
     };
     (rms(0), rms(1), spec.sample_rate)
@@ -206,12 +165,7 @@ fn headless_chat_records_the_voice_where_the_listener_stands() {
         (vec!["--listener-offset=-3,0,0".to_string()], false),
     ] {
         let wav = dir.join(format!("{left_louder}.wav"));
-        let mut all = vec![
-            "--endpoint".to_string(),
-            sim.url.clone(),
-            "--wav".into(),
-            wav.display().to_string(),
-        ];
+        let mut all = vec!["--endpoint".to_string(), sim.url.clone(), "--wav".into(), wav.display().to_string()];
         all.extend(args);
         let refs: Vec<&str> = all.iter().map(String::as_str).collect();
         let run = headless_chat(&refs, None, "Hello there!\n");

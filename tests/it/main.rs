@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 mod audio;
 #[cfg(feature = "sim")]
 mod examples;
+#[cfg(all(feature = "mic", feature = "sim"))]
+mod mic;
 #[cfg(feature = "sim")]
 mod plugin;
 mod protocol;
@@ -13,8 +15,6 @@ mod protocol;
 mod session;
 #[cfg(feature = "sim")]
 mod sim;
-#[cfg(all(feature = "mic", feature = "sim"))]
-mod mic;
 
 /// Reads a speech sample from `tests/fixtures/speech/` as 16-bit mono samples.
 #[allow(dead_code)]

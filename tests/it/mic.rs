@@ -102,10 +102,8 @@ fn tone(x: &[f32], rate: u32, freq: f32) -> f32 {
 
 /// The strongest frequency in `x` between 50 Hz and 7.95 kHz, to 1 Hz.
 fn dominant(x: &[f32], rate: u32) -> f32 {
-    let coarse = (5..795)
-        .map(|k| k as f32 * 10.0)
-        .max_by(|a, b| tone(x, rate, *a).total_cmp(&tone(x, rate, *b)))
-        .unwrap();
+    let coarse =
+        (5..795).map(|k| k as f32 * 10.0).max_by(|a, b| tone(x, rate, *a).total_cmp(&tone(x, rate, *b))).unwrap();
     ((coarse - 10.0) as i32..=(coarse + 10.0) as i32)
         .map(|f| f as f32)
         .max_by(|a, b| tone(x, rate, *a).total_cmp(&tone(x, rate, *b)))
@@ -146,9 +144,7 @@ fn stereo_44k1_float_becomes_16k_mono_without_aliasing() {
     for freq in [440.0f32, 1000.0, 3000.0, 7000.0] {
         let input = stereo(&sine(freq, 44_100, 1.0, 0.5));
         let mut out = Vec::new();
-        run_pipeline(&mic, &input, 44_100, 2, None, |f| {
-            out.extend(f.pcm.iter().map(|&s| f32::from(s) / 32768.0))
-        });
+        run_pipeline(&mic, &input, 44_100, 2, None, |f| out.extend(f.pcm.iter().map(|&s| f32::from(s) / 32768.0)));
         assert!((15_500..=16_000).contains(&out.len()), "{} samples", out.len());
         let steady = &out[1600..];
         let measured = dominant(steady, 16_000);
@@ -160,9 +156,7 @@ fn stereo_44k1_float_becomes_16k_mono_without_aliasing() {
     for freq in [9_000.0f32, 12_000.0, 15_000.0] {
         let input = stereo(&sine(freq, 44_100, 1.0, 0.5));
         let mut out = Vec::new();
-        run_pipeline(&mic, &input, 44_100, 2, None, |f| {
-            out.extend(f.pcm.iter().map(|&s| f32::from(s) / 32768.0))
-        });
+        run_pipeline(&mic, &input, 44_100, 2, None, |f| out.extend(f.pcm.iter().map(|&s| f32::from(s) / 32768.0)));
         let steady = &out[1600..];
         let alias = tone(steady, 16_000, 16_000.0 - freq).max(rms(steady) * std::f32::consts::SQRT_2);
         let attenuation = -db(alias / 0.5);
@@ -174,29 +168,14 @@ fn stereo_44k1_float_becomes_16k_mono_without_aliasing() {
 #[test]
 fn other_formats_convert_too() {
     let mic = PlayerMic::open_mic().echo_cancellation(false);
-    for (rate, channels) in [
-        (48_000u32, 1u16),
-        (22_050, 2),
-        (8_000, 1),
-        (96_000, 4),
-        (16_000, 2),
-        (44_101, 1),
-    ] {
+    for (rate, channels) in [(48_000u32, 1u16), (22_050, 2), (8_000, 1), (96_000, 4), (16_000, 2), (44_101, 1)] {
         let mono = sine(1000.0, rate, 1.0, 0.5);
-        let input: Vec<f32> = mono
-            .iter()
-            .flat_map(|&s| std::iter::repeat_n(s, usize::from(channels)))
-            .collect();
+        let input: Vec<f32> = mono.iter().flat_map(|&s| std::iter::repeat_n(s, usize::from(channels))).collect();
         let mut out = Vec::new();
-        run_pipeline(&mic, &input, rate, channels, None, |f| {
-            out.extend(f.pcm.iter().map(|&s| f32::from(s) / 32768.0))
-        });
+        run_pipeline(&mic, &input, rate, channels, None, |f| out.extend(f.pcm.iter().map(|&s| f32::from(s) / 32768.0)));
         let steady = &out[3200..];
         let measured = dominant(steady, 16_000);
-        assert!(
-            (measured - 1000.0).abs() <= 1.0,
-            "{rate} Hz × {channels}: {measured} Hz"
-        );
+        assert!((measured - 1000.0).abs() <= 1.0, "{rate} Hz × {channels}: {measured} Hz");
     }
 }
 
@@ -224,16 +203,8 @@ fn room(npc_secs: f32, player: Option<(&str, f32)>) -> Room {
     let g = |db: f32| 10f32.powf(db / 20.0);
     let d = |ms: usize| ms * 441 / 10;
     let mut echo = delay_gain(&heard, d(ECHO_DELAY_MS), g(ECHO_GAIN_DB));
-    echo = mix(
-        &echo,
-        &delay_gain(&heard, 0, g(ECHO_GAIN_DB - 7.0)),
-        d(ECHO_DELAY_MS + 7),
-    );
-    echo = mix(
-        &echo,
-        &delay_gain(&heard, 0, g(ECHO_GAIN_DB - 13.0)),
-        d(ECHO_DELAY_MS + 19),
-    );
+    echo = mix(&echo, &delay_gain(&heard, 0, g(ECHO_GAIN_DB - 7.0)), d(ECHO_DELAY_MS + 7));
+    echo = mix(&echo, &delay_gain(&heard, 0, g(ECHO_GAIN_DB - 13.0)), d(ECHO_DELAY_MS + 19));
     let mut rng = fastrand::Rng::with_seed(3);
     for s in &mut echo {
         *s += (rng.f32() - 0.5) * 0.001;
@@ -245,11 +216,7 @@ fn room(npc_secs: f32, player: Option<(&str, f32)>) -> Room {
         span = Some((start, start + speech.len()));
         echo = mix(&echo, &speech, start);
     }
-    Room {
-        reference,
-        mic: stereo(&echo),
-        player: span,
-    }
+    Room { reference, mic: stereo(&echo), player: span }
 }
 
 #[test]
@@ -294,10 +261,7 @@ fn echo_cancellation_removes_the_npc_voice_and_keeps_the_player() {
         "double talk: the player's speech comes out at {kept:.1} dB; gate opened at block {onset_at:?} (speech from {b0})"
     );
     let onset = onset_at.expect("the player's speech opens the gate");
-    assert!(
-        onset >= b0 && onset <= b0 + 30,
-        "onset at block {onset}, speech from {b0}"
-    );
+    assert!(onset >= b0 && onset <= b0 + 30, "onset at block {onset}, speech from {b0}");
     assert!(kept > -10.0, "the player's speech was suppressed: {kept:.1} dB");
 }
 
@@ -315,11 +279,7 @@ impl Recorder {
     fn start() -> Recorder {
         use futures_util::SinkExt;
         use tokio_tungstenite::tungstenite::Message;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
         let messages = Arc::new(Mutex::new(Vec::new()));
@@ -349,11 +309,7 @@ impl Recorder {
                 });
             }
         });
-        Recorder {
-            url: format!("ws://{addr}"),
-            messages,
-            _rt: rt,
-        }
+        Recorder { url: format!("ws://{addr}"), messages, _rt: rt }
     }
 
     /// (arrival, kind, 16 kHz samples for audio)
@@ -366,15 +322,11 @@ impl Recorder {
                 let ri = v.get("realtimeInput")?;
                 if let Some(data) = ri.pointer("/audio/data").and_then(Value::as_str) {
                     let bytes = base64::engine::general_purpose::STANDARD.decode(data).unwrap();
-                    let pcm = bytes
-                        .chunks_exact(2)
-                        .map(|b| i16::from_le_bytes([b[0], b[1]]))
-                        .collect();
+                    let pcm = bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
                     return Some((*at, "audio", pcm));
                 }
-                let kind = ["activityStart", "activityEnd", "audioStreamEnd"]
-                    .into_iter()
-                    .find(|k| ri.get(*k).is_some())?;
+                let kind =
+                    ["activityStart", "activityEnd", "audioStreamEnd"].into_iter().find(|k| ri.get(*k).is_some())?;
                 Some((*at, kind, Vec::new()))
             })
             .collect()
@@ -386,8 +338,7 @@ fn app(plugin: LiveNpcPlugin, mic: &TestMic) -> App {
     let plugin = plugin.audio(bevy_live_npc::audio::AudioBackendChoice::Disabled);
     let mut app = App::new();
     app.add_plugins((MinimalPlugins, TransformPlugin, plugin.auto_engage(false)));
-    app.insert_resource(mic.factory())
-        .init_resource::<ButtonInput<KeyCode>>();
+    app.insert_resource(mic.factory()).init_resource::<ButtonInput<KeyCode>>();
     app
 }
 
@@ -405,9 +356,9 @@ fn ready(app: &mut App, npc: LiveNpc, mic: PlayerMic, feeder: &TestMicFeeder) ->
             && route.get().is_some_and(|(e, _)| e == npc)
     }));
     assert!(feeder.wait_open(WAIT));
-    assert!(app.update_while_not(WAIT, |w| {
-        w.query::<&MicStatus>().iter(w).any(|s| s.state == MicState::Capturing)
-    }));
+    assert!(
+        app.update_while_not(WAIT, |w| { w.query::<&MicStatus>().iter(w).any(|s| s.state == MicState::Capturing) })
+    );
     npc
 }
 
@@ -470,12 +421,7 @@ fn push_to_talk_sends_activity_markers_and_nothing_outside_them() {
     let server = Recorder::start();
     let (mic, feeder) = TestMic::new(44_100, 2);
     let mut app = app(LiveNpcPlugin::default().endpoint(&server.url), &mic);
-    ready(
-        &mut app,
-        LiveNpc::new("Ada").vad(VadSettings::manual()),
-        PlayerMic::push_to_talk(KeyCode::KeyV),
-        &feeder,
-    );
+    ready(&mut app, LiveNpc::new("Ada").vad(VadSettings::manual()), PlayerMic::push_to_talk(KeyCode::KeyV), &feeder);
     // A 440 Hz tone the whole time; the key is held from 0.5 s to 2.0 s.
     let s = stream(feeder, stereo(&sine(440.0, 44_100, 3.0, 0.3)), 44_100, 2, None);
     let (mut down, mut up) = (None, None);
@@ -496,20 +442,11 @@ fn push_to_talk_sends_activity_markers_and_nothing_outside_them() {
     let last_audio = kinds.iter().rposition(|k| *k == "audio").unwrap();
     assert_eq!(kinds[..first_audio], ["activityStart"], "{kinds:?}");
     assert_eq!(kinds[last_audio + 1..], ["activityEnd"], "{kinds:?}");
-    assert!(
-        kinds[first_audio..=last_audio].iter().all(|k| *k == "audio"),
-        "{kinds:?}"
-    );
-    let pcm: Vec<f32> = log
-        .iter()
-        .flat_map(|(_, _, p)| p.iter().map(|&s| f32::from(s) / 32768.0))
-        .collect();
+    assert!(kinds[first_audio..=last_audio].iter().all(|k| *k == "audio"), "{kinds:?}");
+    let pcm: Vec<f32> = log.iter().flat_map(|(_, _, p)| p.iter().map(|&s| f32::from(s) / 32768.0)).collect();
     let held = up.unwrap() - down.unwrap();
     let sent = pcm.len() as f32 / 16_000.0;
-    println!(
-        "held {held:.2} s, sent {sent:.2} s in {} chunks",
-        last_audio - first_audio + 1
-    );
+    println!("held {held:.2} s, sent {sent:.2} s in {} chunks", last_audio - first_audio + 1);
     assert!((sent - held).abs() < 0.12, "held {held:.2} s, sent {sent:.2} s");
     // Every chunk is 20 ms but the last.
     assert!(log[first_audio..last_audio].iter().all(|(_, _, p)| p.len() == 320));
@@ -564,27 +501,14 @@ fn open_mic_sends_speech_and_not_silence_or_noise() {
     let audio: Vec<_> = log.iter().filter(|(_, k, _)| *k == "audio").collect();
     assert!(!audio.is_empty(), "the speech was not sent");
     let first = since(&s, audio[0].0);
-    assert!(
-        first >= from,
-        "audio went out at {first:.2} s, before the speech at {from:.2} s"
-    );
+    assert!(first >= from, "audio went out at {first:.2} s, before the speech at {from:.2} s");
     let sent = audio.iter().map(|(_, _, p)| p.len()).sum::<usize>() as f32 / 16_000.0;
-    println!(
-        "speech {from:.2}–{to:.2} s; first audio at {first:.2} s; sent {sent:.2} s in {} chunks",
-        audio.len()
-    );
-    assert!(
-        sent >= 0.8 * (to - from) && sent <= (to - from) + 1.2,
-        "sent {sent:.2} s of {:.2} s",
-        to - from
-    );
+    println!("speech {from:.2}–{to:.2} s; first audio at {first:.2} s; sent {sent:.2} s in {} chunks", audio.len());
+    assert!(sent >= 0.8 * (to - from) && sent <= (to - from) + 1.2, "sent {sent:.2} s of {:.2} s", to - from);
     // One utterance: audio, then audioStreamEnd after the pause, nothing after it.
     assert_eq!(kinds.last(), Some(&"audioStreamEnd"), "{kinds:?}");
     assert_eq!(kinds.iter().filter(|k| **k == "audioStreamEnd").count(), 1, "{kinds:?}");
-    assert!(
-        kinds.iter().all(|k| *k == "audio" || *k == "audioStreamEnd"),
-        "{kinds:?}"
-    );
+    assert!(kinds.iter().all(|k| *k == "audio" || *k == "audioStreamEnd"), "{kinds:?}");
 }
 
 #[test]
@@ -596,21 +520,10 @@ fn the_local_duck_fires_on_speech_onset() {
     println!("duck calls (s, gain): {times:?}; speech {from:.2}–{to:.2} s");
     let (down_at, gain) = times.first().copied().expect("the NPC was ducked");
     assert!(gain < 1.0);
-    assert!(
-        down_at >= from && down_at <= from + 0.2,
-        "ducked at {down_at:.3} s, speech at {from:.2} s"
-    );
+    assert!(down_at >= from && down_at <= from + 0.2, "ducked at {down_at:.3} s, speech at {from:.2} s");
     // Before the first audio reached the server: the duck does not wait for anyone.
-    let first_audio = server
-        .log()
-        .iter()
-        .find(|(_, k, _)| *k == "audio")
-        .map(|(t, _, _)| since(&s, *t))
-        .unwrap();
-    assert!(
-        down_at <= first_audio,
-        "ducked at {down_at:.3} s, first audio sent at {first_audio:.3} s"
-    );
+    let first_audio = server.log().iter().find(|(_, k, _)| *k == "audio").map(|(t, _, _)| since(&s, *t)).unwrap();
+    assert!(down_at <= first_audio, "ducked at {down_at:.3} s, first audio sent at {first_audio:.3} s");
     // Back to full gain after the player stops.
     let (up_at, gain) = *times.last().unwrap();
     assert_eq!(gain, 1.0);
@@ -647,11 +560,7 @@ fn room_run(mic: PlayerMic, player_at: Option<f32>) -> RoomRun {
     let scenario =
         Scenario::from_json_str(&serde_json::json!({"rules": [{"when": "story", "reply": STORY}]}).to_string())
             .unwrap();
-    let plugin = LiveNpcPlugin::default().simulator(SimulatorSettings {
-        pace: 1.0,
-        seed: 5,
-        scenario: Some(scenario),
-    });
+    let plugin = LiveNpcPlugin::default().simulator(SimulatorSettings { pace: 1.0, seed: 5, scenario: Some(scenario) });
     let (test_mic, feeder) = TestMic::new(44_100, 2);
     let mut app = app(plugin, &test_mic);
     let (producer, consumer) = rtrb::RingBuffer::new(48_000);
@@ -659,12 +568,8 @@ fn room_run(mic: PlayerMic, player_at: Option<f32>) -> RoomRun {
         .init_resource::<Interrupts>()
         .add_systems(Update, record_interrupts);
     let npc = ready(&mut app, LiveNpc::new("Mira"), mic, &feeder);
-    app.world_mut().write_message(SayToNpc {
-        npc,
-        text: "Tell me a story.".into(),
-    });
-    app.update_until::<NpcSpeechStarted>(|e| e.entity == npc)
-        .expect("the NPC starts talking");
+    app.world_mut().write_message(SayToNpc { npc, text: "Tell me a story.".into() });
+    app.update_until::<NpcSpeechStarted>(|e| e.entity == npc).expect("the NPC starts talking");
     let r = room(7.0, player_at.map(|t| ("player-interrupt-16k.wav", t)));
     let s = stream(feeder, r.mic, 44_100, 2, Some((producer, r.reference, 48_000)));
     let mut chunks_before_player = None;
@@ -676,24 +581,9 @@ fn room_run(mic: PlayerMic, player_at: Option<f32>) -> RoomRun {
         }
     });
     let w = app.world_mut();
-    let total = w
-        .query::<&MicStatus>()
-        .iter(w)
-        .next()
-        .map(|st| st.chunks_sent)
-        .unwrap_or(0);
-    let interrupts = app
-        .world()
-        .resource::<Interrupts>()
-        .0
-        .iter()
-        .map(|t| since(&s, *t))
-        .collect();
-    RoomRun {
-        interrupts,
-        chunks_before_player: chunks_before_player.unwrap_or(total),
-        player_at,
-    }
+    let total = w.query::<&MicStatus>().iter(w).next().map(|st| st.chunks_sent).unwrap_or(0);
+    let interrupts = app.world().resource::<Interrupts>().0.iter().map(|t| since(&s, *t)).collect();
+    RoomRun { interrupts, chunks_before_player: chunks_before_player.unwrap_or(total), player_at }
 }
 
 #[test]
@@ -704,21 +594,10 @@ fn room_echo_does_not_barge_in_but_the_player_does() {
         "echo cancellation on: interruptions at {:?} s; chunks sent before the player spoke: {}",
         run.interrupts, run.chunks_before_player
     );
-    assert!(
-        run.interrupts.iter().all(|t| *t >= player_at),
-        "the NPC interrupted itself: {:?}",
-        run.interrupts
-    );
+    assert!(run.interrupts.iter().all(|t| *t >= player_at), "the NPC interrupted itself: {:?}", run.interrupts);
     assert_eq!(run.chunks_before_player, 0, "the NPC's own voice was sent");
-    let cut = run
-        .interrupts
-        .first()
-        .copied()
-        .expect("the player's barge-in interrupts the NPC");
-    assert!(
-        cut < player_at + 2.5,
-        "interrupted at {cut:.2} s, the player spoke at {player_at} s"
-    );
+    let cut = run.interrupts.first().copied().expect("the player's barge-in interrupts the NPC");
+    assert!(cut < player_at + 2.5, "interrupted at {cut:.2} s, the player spoke at {player_at} s");
 }
 
 #[test]
@@ -736,10 +615,7 @@ fn room_echo_barges_in_without_echo_cancellation() {
 #[test]
 fn half_duplex_keeps_the_mic_closed_while_the_npc_talks() {
     let run = room_run(PlayerMic::open_mic().echo_cancellation(false).half_duplex(true), None);
-    println!(
-        "half duplex: interruptions at {:?} s; chunks sent: {}",
-        run.interrupts, run.chunks_before_player
-    );
+    println!("half duplex: interruptions at {:?} s; chunks sent: {}", run.interrupts, run.chunks_before_player);
     assert!(run.interrupts.is_empty(), "{:?}", run.interrupts);
     assert_eq!(run.chunks_before_player, 0);
 }
@@ -758,15 +634,11 @@ fn no_device_one_warning_text_still_works_then_loss_and_change_reopen() {
     feeder.set_available(false);
     let mut app = app(sim_plugin(None), &mic);
     let npc = app.world_mut().spawn(LiveNpc::new("Mira")).id();
-    app.world_mut()
-        .spawn((NpcListener, Transform::default(), PlayerMic::open_mic()));
+    app.world_mut().spawn((NpcListener, Transform::default(), PlayerMic::open_mic()));
     app.finish();
     app.cleanup();
     // Several reopen attempts fail meanwhile; typed text goes on working.
-    app.world_mut().write_message(SayToNpc {
-        npc,
-        text: "Hello!".into(),
-    });
+    app.world_mut().write_message(SayToNpc { npc, text: "Hello!".into() });
     let reply = app.update_until::<NpcTranscript>(|t| t.entity == npc && t.speaker == Speaker::Npc && t.is_final);
     assert!(reply.is_some_and(|r| !r.text.is_empty()));
     let start = Instant::now();
@@ -780,31 +652,25 @@ fn no_device_one_warning_text_still_works_then_loss_and_change_reopen() {
 
     // Plugged in: opened.
     feeder.set_available(true);
-    assert!(app.update_while_not(WAIT, |w| {
-        w.query::<&MicStatus>().iter(w).any(|s| s.state == MicState::Capturing)
-    }));
+    assert!(
+        app.update_while_not(WAIT, |w| { w.query::<&MicStatus>().iter(w).any(|s| s.state == MicState::Capturing) })
+    );
     assert_eq!(feeder.times_opened(), 1);
     // Unplugged while capturing: a warning, then reopened when it is back.
     feeder.set_available(false);
-    assert!(app.update_while_not(WAIT, |w| {
-        w.query::<&MicStatus>().iter(w).any(|s| s.state != MicState::Capturing)
-    }));
     assert!(
-        logs.lock()
-            .unwrap()
-            .contains("the microphone stopped: `test mic` was disconnected")
+        app.update_while_not(WAIT, |w| { w.query::<&MicStatus>().iter(w).any(|s| s.state != MicState::Capturing) })
     );
+    assert!(logs.lock().unwrap().contains("the microphone stopped: `test mic` was disconnected"));
     feeder.set_available(true);
-    assert!(app.update_while_not(WAIT, |w| {
-        w.query::<&MicStatus>().iter(w).any(|s| s.state == MicState::Capturing)
-    }));
+    assert!(
+        app.update_while_not(WAIT, |w| { w.query::<&MicStatus>().iter(w).any(|s| s.state == MicState::Capturing) })
+    );
     assert_eq!(feeder.times_opened(), 2);
     // The system's default input changes: the mic follows it.
     feeder.set_default_device("USB headset");
     assert!(app.update_while_not(WAIT, |w| {
-        w.query::<&MicStatus>()
-            .iter(w)
-            .any(|s| s.format.as_ref().is_some_and(|f| f.device == "USB headset"))
+        w.query::<&MicStatus>().iter(w).any(|s| s.format.as_ref().is_some_and(|f| f.device == "USB headset"))
     }));
     assert_eq!(feeder.times_opened(), 3);
     assert_eq!(status(&mut app).state, MicState::Capturing);

@@ -103,14 +103,9 @@ fn plugin_state_is_send_and_sync() {
 
 #[test]
 fn proximity_opens_and_idle_timeout_closes() {
-    let mut app = app(sim_plugin(None)
-        .engage_radius(3.0)
-        .idle_timeout(Duration::from_millis(400)));
+    let mut app = app(sim_plugin(None).engage_radius(3.0).idle_timeout(Duration::from_millis(400)));
     let npc = app.world_mut().spawn((LiveNpc::new("Mira"), Transform::default())).id();
-    let listener = app
-        .world_mut()
-        .spawn((NpcListener, Transform::from_xyz(0.0, 0.0, 10.0)))
-        .id();
+    let listener = app.world_mut().spawn((NpcListener, Transform::from_xyz(0.0, 0.0, 10.0))).id();
     finish(&mut app);
     for _ in 0..10 {
         app.update();
@@ -119,11 +114,7 @@ fn proximity_opens_and_idle_timeout_closes() {
     assert!(app.world().get::<NpcConversation>(npc).is_none());
 
     app.world_mut().get_mut::<Transform>(listener).unwrap().translation = Vec3::new(0.0, 0.0, 2.0);
-    assert!(
-        wait_state(&mut app, npc, |s| *s == NpcState::Listening),
-        "{:?}",
-        state(&app, npc)
-    );
+    assert!(wait_state(&mut app, npc, |s| *s == NpcState::Listening), "{:?}", state(&app, npc));
     assert_eq!(app.world().resource::<NpcFocus>().current(), Some(npc));
 
     app.world_mut().get_mut::<Transform>(listener).unwrap().translation = Vec3::new(0.0, 0.0, 50.0);
@@ -136,14 +127,8 @@ fn proximity_opens_and_idle_timeout_closes() {
 fn focus_follows_facing_and_closes_the_half_sent_turn() {
     let mut app = app(sim_plugin(None).engage_radius(5.0));
     let manual = LiveNpc::new("Ada").vad(VadSettings::manual());
-    let a = app
-        .world_mut()
-        .spawn((manual, Transform::from_xyz(-2.0, 0.0, 0.0)))
-        .id();
-    let b = app
-        .world_mut()
-        .spawn((LiveNpc::new("Bo"), Transform::from_xyz(2.0, 0.0, 0.0)))
-        .id();
+    let a = app.world_mut().spawn((manual, Transform::from_xyz(-2.0, 0.0, 0.0))).id();
+    let b = app.world_mut().spawn((LiveNpc::new("Bo"), Transform::from_xyz(2.0, 0.0, 0.0))).id();
     let facing_a = Transform::from_xyz(0.0, 0.0, 0.0).looking_at(Vec3::new(-1.0, 0.0, 0.0), Vec3::Y);
     let listener = app.world_mut().spawn((NpcListener, facing_a)).id();
     finish(&mut app);
@@ -154,10 +139,7 @@ fn focus_follows_facing_and_closes_the_half_sent_turn() {
     assert!(app.update_while_not(WAIT, |_| route.get().is_some_and(|(e, _)| e == a)));
 
     // The player starts talking to A (push-to-talk) ...
-    app.world_mut().write_message(NpcActivity {
-        npc: a,
-        kind: ActivityKind::Start,
-    });
+    app.world_mut().write_message(NpcActivity { npc: a, kind: ActivityKind::Start });
     app.update();
     let (_, mic) = route.get().unwrap();
     for chunk in crate::wav("player-hello-16k.wav").chunks(320) {
@@ -181,9 +163,7 @@ fn concurrency_cap_is_enforced_with_a_message() {
     app.world_mut().commands().entity(a).start_conversation();
     app.update();
     app.world_mut().commands().entity(b).start_conversation();
-    let capped = app
-        .update_until::<NpcError>(|e| e.entity == b)
-        .expect("the cap is reported");
+    let capped = app.update_until::<NpcError>(|e| e.entity == b).expect("the cap is reported");
     assert!(capped.error.reason.contains("concurrency cap"), "{}", capped.error);
     assert!(!capped.fatal);
     assert!(wait_state(&mut app, a, |s| *s == NpcState::Listening));
@@ -196,18 +176,13 @@ fn concurrency_cap_is_enforced_with_a_message() {
 #[test]
 fn despawn_mid_sentence_closes_the_session() {
     let mut app = app(LiveNpcPlugin::default()
-        .simulator(SimulatorSettings {
-            pace: 0.3,
-            seed: 1,
-            scenario: None,
-        })
+        .simulator(SimulatorSettings { pace: 0.3, seed: 1, scenario: None })
         .auto_engage(false)
         .audio(AudioBackendChoice::Disabled));
     let npc = app.world_mut().spawn(LiveNpc::new("Mira")).id();
     finish(&mut app);
     say(&mut app, npc, "Tell me everything about your forge, please.");
-    app.update_until::<NpcSpeechStarted>(|e| e.entity == npc)
-        .expect("speech starts");
+    app.update_until::<NpcSpeechStarted>(|e| e.entity == npc).expect("speech starts");
     app.world_mut().entity_mut(npc).despawn();
     assert!(app.update_while_not(WAIT, |w| w.resource::<LiveNpcRuntime>().live_sessions() == 0));
     for _ in 0..5 {
@@ -218,27 +193,15 @@ fn despawn_mid_sentence_closes_the_session() {
 #[test]
 fn transcripts_arrive_in_order() {
     let mut app = app(sim_plugin(None).auto_engage(false));
-    let npc = app
-        .world_mut()
-        .spawn(LiveNpc::new("Mira").persona("You are Mira, the village blacksmith."))
-        .id();
+    let npc = app.world_mut().spawn(LiveNpc::new("Mira").persona("You are Mira, the village blacksmith.")).id();
     finish(&mut app);
     let mut lines = Vec::new();
     for text in ["Hello there!", "What do you sell?"] {
         say(&mut app, npc, text);
-        lines.extend(
-            app.collect_until_final(npc)
-                .into_iter()
-                .filter(|t| t.is_final)
-                .map(|t| (t.speaker, t.text)),
-        );
+        lines.extend(app.collect_until_final(npc).into_iter().filter(|t| t.is_final).map(|t| (t.speaker, t.text)));
     }
     let speakers: Vec<Speaker> = lines.iter().map(|(s, _)| *s).collect();
-    assert_eq!(
-        speakers,
-        [Speaker::Player, Speaker::Npc, Speaker::Player, Speaker::Npc],
-        "{lines:?}"
-    );
+    assert_eq!(speakers, [Speaker::Player, Speaker::Npc, Speaker::Player, Speaker::Npc], "{lines:?}");
     assert_eq!(lines[0].1, "Hello there!");
     assert_eq!(lines[2].1, "What do you sell?");
     assert!(lines[1].1.contains("Mira"), "{lines:?}");
@@ -258,13 +221,9 @@ impl Collect for App {
         let start = std::time::Instant::now();
         while start.elapsed() < WAIT {
             self.update();
-            let new: Vec<NpcTranscript> = cursor
-                .read(self.world().resource::<Messages<NpcTranscript>>())
-                .cloned()
-                .collect();
-            let done = new
-                .iter()
-                .any(|t| t.entity == npc && t.speaker == Speaker::Npc && t.is_final);
+            let new: Vec<NpcTranscript> =
+                cursor.read(self.world().resource::<Messages<NpcTranscript>>()).cloned().collect();
+            let done = new.iter().any(|t| t.entity == npc && t.speaker == Speaker::Npc && t.is_final);
             out.extend(new);
             if done {
                 return out;
@@ -289,9 +248,7 @@ fn a_tool_round_trip_changes_the_world() {
         .id();
     finish(&mut app);
     say(&mut app, npc, "Could you please open the north gate?");
-    let done = app
-        .update_until::<NpcToolFinished>(|e| e.entity == npc)
-        .expect("the tool runs");
+    let done = app.update_until::<NpcToolFinished>(|e| e.entity == npc).expect("the tool runs");
     assert!(!done.is_error, "{done:?}");
     assert_eq!(done.name, "open_gate");
     assert_eq!(done.args, r#"{"gate":"north"}"#);
@@ -300,11 +257,7 @@ fn a_tool_round_trip_changes_the_world() {
     assert!(g.open);
     assert_eq!(g.name, "north");
     assert!(!reply(&mut app, npc).text.is_empty());
-    assert_eq!(
-        app.world().resource::<SeenByObserver>().0,
-        "open_gate",
-        "observers see entity events"
-    );
+    assert_eq!(app.world().resource::<SeenByObserver>().0, "open_gate", "observers see entity events");
     let _ = observed;
 }
 
@@ -338,9 +291,7 @@ fn tool_errors_answer_the_model_and_never_touch_the_game() {
     ];
     for (text, expected) in cases {
         say(&mut app, npc, text);
-        let done = app
-            .update_until::<NpcToolFinished>(|e| e.entity == npc)
-            .expect("answered");
+        let done = app.update_until::<NpcToolFinished>(|e| e.entity == npc).expect("answered");
         assert!(done.is_error, "{text}: {done:?}");
         assert!(done.response.contains(expected), "{text}: {}", done.response);
         assert!(done.response.starts_with(r#"{"error":"#), "{}", done.response);
@@ -366,68 +317,40 @@ fn fetch_water(In(_): In<ToolInput>) -> ToolReply {
 #[test]
 fn non_blocking_tools_and_cancellation() {
     let mut app = app(LiveNpcPlugin::default()
-        .simulator(SimulatorSettings {
-            pace: 0.2,
-            seed: 2,
-            scenario: None,
-        })
+        .simulator(SimulatorSettings { pace: 0.2, seed: 2, scenario: None })
         .auto_engage(false)
         .audio(AudioBackendChoice::Disabled));
     app.init_resource::<Bells>()
         .add_npc_tool(
-            NpcTool::new("ring_bell", "Rings the bell.")
-                .non_blocking(ToolScheduling::WhenIdle)
-                .run(ring_bell),
+            NpcTool::new("ring_bell", "Rings the bell.").non_blocking(ToolScheduling::WhenIdle).run(ring_bell),
         )
         .add_npc_tool(NpcTool::new("fetch_water", "Fetches water from the well.").run(fetch_water));
-    let npc = app
-        .world_mut()
-        .spawn(LiveNpc::new("Elsa").tools(["ring_bell", "fetch_water"]))
-        .id();
+    let npc = app.world_mut().spawn(LiveNpc::new("Elsa").tools(["ring_bell", "fetch_water"])).id();
     finish(&mut app);
 
     say(&mut app, npc, "Please ring the bell.");
-    let done = app
-        .update_until::<NpcToolFinished>(|e| e.entity == npc)
-        .expect("the bell tool runs");
+    let done = app.update_until::<NpcToolFinished>(|e| e.entity == npc).expect("the bell tool runs");
     assert_eq!(done.name, "ring_bell");
     assert_eq!(app.world().resource::<Bells>().0, 1);
     reply(&mut app, npc);
 
     // A deferred BLOCKING call holds the turn; the player's interruption cancels it.
     say(&mut app, npc, "Could you fetch water for me?");
-    let called = app
-        .update_until::<NpcToolCalled>(|e| e.entity == npc)
-        .expect("fetch_water is called");
+    let called = app.update_until::<NpcToolCalled>(|e| e.entity == npc).expect("fetch_water is called");
     assert_eq!(called.name, "fetch_water");
     say(&mut app, npc, "Never mind, stop.");
-    let cancelled = app
-        .update_until::<NpcToolCancelled>(|e| e.entity == npc)
-        .expect("the call is cancelled");
-    assert_eq!(
-        (cancelled.call_id.as_str(), cancelled.name.as_str()),
-        (called.call_id.as_str(), "fetch_water")
-    );
+    let cancelled = app.update_until::<NpcToolCancelled>(|e| e.entity == npc).expect("the call is cancelled");
+    assert_eq!((cancelled.call_id.as_str(), cancelled.name.as_str()), (called.call_id.as_str(), "fetch_water"));
     assert!(cancelled.already_ran);
     // A late answer for the cancelled call is dropped, not sent.
-    app.world_mut().write_message(AnswerToolCall {
-        npc,
-        call_id: called.call_id,
-        result: Ok("water".into()),
-    });
-    assert!(
-        app.update_until_within::<NpcToolFinished>(Duration::from_millis(300), |e| e.entity == npc)
-            .is_none()
-    );
+    app.world_mut().write_message(AnswerToolCall { npc, call_id: called.call_id, result: Ok("water".into()) });
+    assert!(app.update_until_within::<NpcToolFinished>(Duration::from_millis(300), |e| e.entity == npc).is_none());
 }
 
 #[test]
 fn persona_update_mid_session() {
     let mut app = app(sim_plugin(None).auto_engage(false));
-    let npc = app
-        .world_mut()
-        .spawn(LiveNpc::new("Mira").persona("You are Mira, the village blacksmith."))
-        .id();
+    let npc = app.world_mut().spawn(LiveNpc::new("Mira").persona("You are Mira, the village blacksmith.")).id();
     finish(&mut app);
     say(&mut app, npc, "Who are you?");
     assert!(reply(&mut app, npc).text.contains("Mira"));
@@ -461,32 +384,20 @@ fn reconnects_after_a_drop_with_the_conversation_intact() {
 
 #[test]
 fn a_bad_key_fails_with_a_readable_error() {
-    let sim = LiveSim::builder()
-        .pace(0.0)
-        .api_key(Some("right".into()))
-        .start_in_background()
-        .unwrap();
+    let sim = LiveSim::builder().pace(0.0).api_key(Some("right".into())).start_in_background().unwrap();
     let backend = LiveBackend::Endpoint {
         url: sim.base_url(),
         auth: Auth::ApiKey(Secret::new("wrong")),
         extra_root_pem: Vec::new(),
     };
-    let mut app = app(LiveNpcPlugin::default()
-        .backend(backend)
-        .auto_engage(false)
-        .audio(AudioBackendChoice::Disabled));
+    let mut app = app(LiveNpcPlugin::default().backend(backend).auto_engage(false).audio(AudioBackendChoice::Disabled));
     let npc = app.world_mut().spawn(LiveNpc::new("Mira")).id();
     finish(&mut app);
     say(&mut app, npc, "Hello?");
-    let err = app
-        .update_until::<NpcError>(|e| e.entity == npc && e.fatal)
-        .expect("an error");
+    let err = app.update_until::<NpcError>(|e| e.entity == npc && e.fatal).expect("an error");
     assert_eq!(err.error.code.code(), 1007);
     assert!(wait_state(&mut app, npc, |s| matches!(s, NpcState::Failed(_))));
-    assert_eq!(
-        state(&app, npc).label(),
-        "failed: 1007 API key not valid. Please pass a valid API key."
-    );
+    assert_eq!(state(&app, npc).label(), "failed: 1007 API key not valid. Please pass a valid API key.");
     assert_eq!(sim.connections(), 1);
 }
 
@@ -494,17 +405,9 @@ fn a_bad_key_fails_with_a_readable_error() {
 fn npcs_defined_by_asset_files_hot_reload() {
     use bevy_live_npc::assets::{NpcDefinition, NpcDefinitionHandle};
     let mut app = App::new();
-    app.add_plugins((
-        MinimalPlugins,
-        TransformPlugin,
-        AssetPlugin::default(),
-        sim_plugin(None).auto_engage(false),
-    ));
+    app.add_plugins((MinimalPlugins, TransformPlugin, AssetPlugin::default(), sim_plugin(None).auto_engage(false)));
     finish(&mut app);
-    let handle = app
-        .world()
-        .resource::<AssetServer>()
-        .load::<NpcDefinition>("npcs/mira.npc.json");
+    let handle = app.world().resource::<AssetServer>().load::<NpcDefinition>("npcs/mira.npc.json");
     let npc = app.world_mut().spawn(NpcDefinitionHandle(handle.clone())).id();
     assert!(app.update_while_not(WAIT, |w| w.get::<LiveNpc>(npc).is_some()));
     let live = app.world().get::<LiveNpc>(npc).unwrap();
@@ -514,14 +417,9 @@ fn npcs_defined_by_asset_files_hot_reload() {
     say(&mut app, npc, "Who are you?");
     assert!(reply(&mut app, npc).text.contains("Mira"));
     // The file changes (here: the asset is edited): the NPC and its open session follow.
-    app.world_mut()
-        .resource_mut::<Assets<NpcDefinition>>()
-        .get_mut(&handle)
-        .unwrap()
-        .persona = "You are Mirabel, the village blacksmith's sister.".into();
-    assert!(app.update_while_not(WAIT, |w| {
-        w.get::<LiveNpc>(npc).is_some_and(|n| n.persona.contains("Mirabel"))
-    }));
+    app.world_mut().resource_mut::<Assets<NpcDefinition>>().get_mut(&handle).unwrap().persona =
+        "You are Mirabel, the village blacksmith's sister.".into();
+    assert!(app.update_while_not(WAIT, |w| { w.get::<LiveNpc>(npc).is_some_and(|n| n.persona.contains("Mirabel")) }));
     say(&mut app, npc, "Who are you?");
     let line = reply(&mut app, npc).text;
     assert!(line.contains("Mirabel"), "{line}");

@@ -15,12 +15,8 @@ fn fixture(path: &str) -> Vec<u8> {
 /// Parses a client fixture both leniently and strictly; both must agree.
 fn client(path: &str) -> ClientMessage<'static> {
     let bytes = fixture(path);
-    let lenient = ClientMessage::from_slice(&bytes)
-        .unwrap_or_else(|e| panic!("{path}: {e}"))
-        .into_owned();
-    let strict = ClientMessage::from_slice_strict(&bytes)
-        .unwrap_or_else(|e| panic!("{path} strict: {e}"))
-        .into_owned();
+    let lenient = ClientMessage::from_slice(&bytes).unwrap_or_else(|e| panic!("{path}: {e}")).into_owned();
+    let strict = ClientMessage::from_slice_strict(&bytes).unwrap_or_else(|e| panic!("{path} strict: {e}")).into_owned();
     assert_eq!(lenient, strict, "{path}");
     lenient
 }
@@ -61,20 +57,14 @@ fn python_sdk_setup_values() {
     assert_eq!(decls[0].name, "open_gate");
     assert_eq!(decls[0].description.as_deref(), Some("Opens a gate."));
     assert_eq!(decls[0].behavior, Some(Behavior::NonBlocking));
-    assert_eq!(
-        decls[0].parameters.as_ref().unwrap()["properties"]["gate"]["type"],
-        "STRING"
-    );
+    assert_eq!(decls[0].parameters.as_ref().unwrap()["properties"]["gate"]["type"], "STRING");
     assert_eq!(decls[1].name, "give_item");
     assert_eq!(decls[1].behavior, None);
     let schema = decls[1].parameter_schema().unwrap();
     assert_eq!(schema["properties"]["count"]["type"], "integer");
     assert_eq!(schema["required"], json!(["item"]));
 
-    assert_eq!(
-        s.session_resumption.as_ref().unwrap().handle.as_deref(),
-        Some("previous-handle")
-    );
+    assert_eq!(s.session_resumption.as_ref().unwrap().handle.as_deref(), Some("previous-handle"));
     assert_eq!(s.input_audio_transcription, Some(AudioTranscriptionConfig::default()));
     assert_eq!(s.output_audio_transcription, Some(AudioTranscriptionConfig::default()));
 
@@ -99,13 +89,7 @@ fn python_sdk_realtime_inputs() {
     // URL-safe base64 of bytes 0..=255 twice: 256 little-endian samples.
     let r = realtime_of(client("sdk-python/02-realtime_input-audio.json"));
     let audio = r.audio.as_ref().unwrap();
-    assert_eq!(
-        audio.mime().unwrap(),
-        MimeType {
-            essence: "audio/pcm".into(),
-            rate: Some(16_000)
-        }
-    );
+    assert_eq!(audio.mime().unwrap(), MimeType { essence: "audio/pcm".into(), rate: Some(16_000) });
     let bytes = audio.data.decode().unwrap();
     let expected: Vec<u8> = (0..=255u8).chain(0..=255u8).collect();
     assert_eq!(bytes, expected);
@@ -114,10 +98,7 @@ fn python_sdk_realtime_inputs() {
     assert_eq!(pcm.len(), 256);
     assert_eq!(pcm[0], i16::from_le_bytes([0, 1]));
     assert_eq!(pcm[255], i16::from_le_bytes([254, 255]));
-    assert_eq!(
-        r.audio_blob().map(|b| b.mime_type.as_str()),
-        Some("audio/pcm;rate=16000")
-    );
+    assert_eq!(r.audio_blob().map(|b| b.mime_type.as_str()), Some("audio/pcm;rate=16000"));
 
     let r = realtime_of(client("sdk-python/03-realtime_input-video.json"));
     let video = r.video.as_ref().unwrap();
@@ -125,12 +106,7 @@ fn python_sdk_realtime_inputs() {
     assert_eq!(video.data.decode().unwrap(), b"\xff\xd8\xff\xe0fakejpeg\xff\xd9");
     assert!(r.audio_blob().is_none());
 
-    assert_eq!(
-        realtime_of(client("sdk-python/04-realtime_input-text.json"))
-            .text
-            .as_deref(),
-        Some("Hello there")
-    );
+    assert_eq!(realtime_of(client("sdk-python/04-realtime_input-text.json")).text.as_deref(), Some("Hello there"));
     assert_eq!(
         realtime_of(client("sdk-python/05-realtime_input-activityStart.json")).activity_start,
         Some(ActivityMarker {})
@@ -139,10 +115,7 @@ fn python_sdk_realtime_inputs() {
         realtime_of(client("sdk-python/06-realtime_input-activityEnd.json")).activity_end,
         Some(ActivityMarker {})
     );
-    assert_eq!(
-        realtime_of(client("sdk-python/07-realtime_input-audioStreamEnd.json")).audio_stream_end,
-        Some(true)
-    );
+    assert_eq!(realtime_of(client("sdk-python/07-realtime_input-audioStreamEnd.json")).audio_stream_end, Some(true));
 }
 
 #[test]
@@ -174,38 +147,17 @@ fn js_sdk_messages() {
     let connect: Value = serde_json::from_slice(&fixture("sdk-js/00-connect.json")).unwrap();
     let url = connect["url"].as_str().unwrap();
     // The JS SDK doubles the leading slash; the path itself is the v1beta method.
-    assert_eq!(
-        url.trim_start_matches('/').split('?').next(),
-        Some(&ws_path("v1beta", false)[1..])
-    );
+    assert_eq!(url.trim_start_matches('/').split('?').next(), Some(&ws_path("v1beta", false)[1..]));
 
     let s = setup_of(client("sdk-js/01-setup.json"));
     assert_eq!(s.model, "models/gemini-2.5-flash-native-audio-preview-12-2025");
-    assert_eq!(
-        s.generation_config
-            .as_ref()
-            .unwrap()
-            .speech_config
-            .as_ref()
-            .unwrap()
-            .voice_name(),
-        Some("Kore")
-    );
+    assert_eq!(s.generation_config.as_ref().unwrap().speech_config.as_ref().unwrap().voice_name(), Some("Kore"));
     assert_eq!(s.system_text(), "You are Mira.");
     let decl = s.function_declarations().next().unwrap();
     assert_eq!(decl.name, "open_gate");
-    assert_eq!(
-        decl.parameters_json_schema.as_ref().unwrap()["properties"]["gate"]["type"],
-        "string"
-    );
+    assert_eq!(decl.parameters_json_schema.as_ref().unwrap()["properties"]["gate"]["type"], "string");
     assert_eq!(s.session_resumption, Some(SessionResumptionConfig::default()));
-    let vad = s
-        .realtime_input_config
-        .as_ref()
-        .unwrap()
-        .automatic_activity_detection
-        .as_ref()
-        .unwrap();
+    let vad = s.realtime_input_config.as_ref().unwrap().automatic_activity_detection.as_ref().unwrap();
     assert_eq!(vad.disabled, Some(true));
 
     let r = realtime_of(client("sdk-js/02-realtimeInput-audio.json"));
@@ -217,10 +169,7 @@ fn js_sdk_messages() {
         realtime_of(client("sdk-js/03-realtimeInput-activityStart.json")).activity_start,
         Some(ActivityMarker {})
     );
-    assert_eq!(
-        realtime_of(client("sdk-js/04-realtimeInput-activityEnd.json")).activity_end,
-        Some(ActivityMarker {})
-    );
+    assert_eq!(realtime_of(client("sdk-js/04-realtimeInput-activityEnd.json")).activity_end, Some(ActivityMarker {}));
     match client("sdk-js/05-clientContent.json") {
         ClientMessage::ClientContent(c) => {
             assert_eq!(c.turns[0].joined_text(), "Hello");
@@ -250,10 +199,7 @@ fn maximal_setup() -> Setup<'static> {
             max_output_tokens: Some(1024),
             seed: Some(7),
             media_resolution: Some(MediaResolution::Low),
-            speech_config: Some(SpeechConfig {
-                language_code: Some("en-US".into()),
-                ..SpeechConfig::voice("Kore")
-            }),
+            speech_config: Some(SpeechConfig { language_code: Some("en-US".into()), ..SpeechConfig::voice("Kore") }),
             thinking_config: Some(ThinkingConfig {
                 thinking_budget: Some(1024),
                 include_thoughts: Some(true),
@@ -283,14 +229,8 @@ fn maximal_setup() -> Setup<'static> {
                     ..Default::default()
                 },
             ]),
-            Tool {
-                google_search: Some(Empty {}),
-                ..Default::default()
-            },
-            Tool {
-                code_execution: Some(Empty {}),
-                ..Default::default()
-            },
+            Tool { google_search: Some(Empty {}), ..Default::default() },
+            Tool { code_execution: Some(Empty {}), ..Default::default() },
         ]),
         realtime_input_config: Some(RealtimeInputConfig {
             automatic_activity_detection: Some(AutomaticActivityDetection {
@@ -305,20 +245,12 @@ fn maximal_setup() -> Setup<'static> {
         }),
         input_audio_transcription: Some(Default::default()),
         output_audio_transcription: Some(Default::default()),
-        session_resumption: Some(SessionResumptionConfig {
-            handle: Some("previous-handle".into()),
-            transparent: None,
-        }),
+        session_resumption: Some(SessionResumptionConfig { handle: Some("previous-handle".into()), transparent: None }),
         context_window_compression: Some(ContextWindowCompressionConfig {
             trigger_tokens: Some(25600),
-            sliding_window: Some(SlidingWindow {
-                target_tokens: Some(12800),
-            }),
+            sliding_window: Some(SlidingWindow { target_tokens: Some(12800) }),
         }),
-        proactivity: Some(ProactivityConfig {
-            proactive_audio: Some(true),
-            proactive_video: None,
-        }),
+        proactivity: Some(ProactivityConfig { proactive_audio: Some(true), proactive_video: None }),
         ..Default::default()
     }
 }
@@ -392,19 +324,13 @@ fn client_roundtrip(msg: ClientMessage<'_>) {
 #[test]
 fn every_client_message_kind_round_trips() {
     client_roundtrip(ClientMessage::Setup(maximal_setup()));
-    client_roundtrip(ClientMessage::Setup(Setup {
-        model: "models/gemini-3.8-live".into(),
-        ..Default::default()
-    }));
+    client_roundtrip(ClientMessage::Setup(Setup { model: "models/gemini-3.8-live".into(), ..Default::default() }));
     client_roundtrip(ClientMessage::user_turn("Hello"));
     client_roundtrip(ClientMessage::ClientContent(ClientContent {
         turns: vec![Content::user_text("Capital of France?"), Content::model_text("Paris")],
         turn_complete: Some(false),
     }));
-    client_roundtrip(ClientMessage::ClientContent(ClientContent {
-        turns: vec![],
-        turn_complete: Some(true),
-    }));
+    client_roundtrip(ClientMessage::ClientContent(ClientContent { turns: vec![], turn_complete: Some(true) }));
     client_roundtrip(ClientMessage::audio(&[0, 1, -1, i16::MAX, i16::MIN], 16_000));
     client_roundtrip(ClientMessage::RealtimeInput(RealtimeInput {
         video: Some(Blob::new("image/jpeg", b"\xff\xd8\xff\xd9")),
@@ -431,9 +357,7 @@ fn every_client_message_kind_round_trips() {
     }));
     client_roundtrip(ClientMessage::ContextUpdate(ContextUpdate {
         system_instruction: Some(Content::user_text("Be concise.")),
-        tools: Some(ToolsUpdate {
-            tools: vec![Tool::functions(vec![])],
-        }),
+        tools: Some(ToolsUpdate { tools: vec![Tool::functions(vec![])] }),
     }));
 }
 
@@ -463,10 +387,7 @@ fn every_server_message_kind_round_trips() {
                 parts: vec![
                     Part::inline(Blob::pcm16(&[1, -2, 3], 24_000)),
                     Part::text("Paris is"),
-                    Part {
-                        thought: Some(true),
-                        ..Part::text("thinking")
-                    },
+                    Part { thought: Some(true), ..Part::text("thinking") },
                     Part {
                         executable_code: Some(ExecutableCode {
                             language: Some(CodeLanguage::Python),
@@ -514,17 +435,9 @@ fn every_server_message_kind_round_trips() {
         .into(),
     );
     server_roundtrip(
-        ServerPayload::ToolCallCancellation(ToolCallCancellation {
-            ids: vec!["a".into(), "b".into()],
-        })
-        .into(),
+        ServerPayload::ToolCallCancellation(ToolCallCancellation { ids: vec!["a".into(), "b".into()] }).into(),
     );
-    server_roundtrip(
-        ServerPayload::GoAway(GoAway {
-            time_left: Some(Duration::from_millis(50_500)),
-        })
-        .into(),
-    );
+    server_roundtrip(ServerPayload::GoAway(GoAway { time_left: Some(Duration::from_millis(50_500)) }).into());
     server_roundtrip(
         ServerPayload::SessionResumptionUpdate(SessionResumptionUpdate {
             new_handle: Some("CiQ".into()),
@@ -547,10 +460,7 @@ fn every_server_message_kind_round_trips() {
         .into(),
     );
     server_roundtrip(ServerMessage {
-        payload: ServerPayload::ServerContent(ServerContent {
-            turn_complete: Some(true),
-            ..Default::default()
-        }),
+        payload: ServerPayload::ServerContent(ServerContent { turn_complete: Some(true), ..Default::default() }),
         usage_metadata: Some(UsageMetadata {
             prompt_token_count: Some(120),
             response_token_count: Some(85),
@@ -571,12 +481,7 @@ fn every_server_message_kind_round_trips() {
 #[test]
 fn server_wire_forms_parse_to_the_right_values() {
     let m = ServerMessage::from_slice(br#"{"goAway":{"timeLeft":"50s"}}"#).unwrap();
-    assert_eq!(
-        m.payload,
-        ServerPayload::GoAway(GoAway {
-            time_left: Some(Duration::from_secs(50))
-        })
-    );
+    assert_eq!(m.payload, ServerPayload::GoAway(GoAway { time_left: Some(Duration::from_secs(50)) }));
 
     // int64 as a string or as a number; snake_case names.
     for text in [
@@ -608,10 +513,7 @@ fn server_wire_forms_parse_to_the_right_values() {
     )
     .unwrap();
     let c = m.server_content().unwrap();
-    assert_eq!(
-        c.turn_complete_reason,
-        Some(TurnCompleteReason::Other("NEW_REASON".into()))
-    );
+    assert_eq!(c.turn_complete_reason, Some(TurnCompleteReason::Other("NEW_REASON".into())));
 
     // URL-safe audio from a server, several parts in one message (3.x combines them).
     let m = ServerMessage::from_slice(
@@ -629,25 +531,15 @@ fn server_wire_forms_parse_to_the_right_values() {
 #[test]
 fn audio_is_borrowed_from_the_frame() {
     let frame = ServerMessage::from(ServerPayload::ServerContent(ServerContent {
-        model_turn: Some(Content {
-            role: None,
-            parts: vec![Part::inline(Blob::pcm16(&[9; 480], 24_000))],
-        }),
+        model_turn: Some(Content { role: None, parts: vec![Part::inline(Blob::pcm16(&[9; 480], 24_000))] }),
         ..Default::default()
     }))
     .to_vec();
     let m = ServerMessage::from_slice(&frame).unwrap();
-    let data = m.server_content().unwrap().model_turn.as_ref().unwrap().parts[0]
-        .inline_data
-        .as_ref()
-        .unwrap()
-        .data
-        .as_str();
+    let data =
+        m.server_content().unwrap().model_turn.as_ref().unwrap().parts[0].inline_data.as_ref().unwrap().data.as_str();
     let range = frame.as_ptr_range();
-    assert!(
-        range.contains(&data.as_ptr()),
-        "base64 text must point into the frame, not a copy"
-    );
+    assert!(range.contains(&data.as_ptr()), "base64 text must point into the frame, not a copy");
     let mut pcm = Vec::with_capacity(480);
     let cap = pcm.capacity();
     m.server_content().unwrap().append_audio(&mut pcm).unwrap();
@@ -683,30 +575,17 @@ fn strict_mode_names_what_it_rejects() {
         "Invalid value at 'setup.generation_config.response_modalities[1]' (Modality), \"SMELL\""
     );
     let err = ClientMessage::from_slice_strict(br#"{"bogus":{}}"#).unwrap_err();
-    assert!(
-        err.server_reason().contains("Unknown name \"bogus\""),
-        "{}",
-        err.server_reason()
-    );
+    assert!(err.server_reason().contains("Unknown name \"bogus\""), "{}", err.server_reason());
     // Lenient parsing keeps the unknown value instead.
     let ok = ClientMessage::from_slice(
         br#"{"setup":{"model":"m","generationConfig":{"responseModalities":["SMELL"]},"extra":1}}"#,
     )
     .unwrap();
     let s = setup_of(ok.into_owned());
-    assert_eq!(
-        s.generation_config.unwrap().response_modalities.unwrap(),
-        vec![Modality::Other("SMELL".into())]
-    );
+    assert_eq!(s.generation_config.unwrap().response_modalities.unwrap(), vec![Modality::Other("SMELL".into())]);
     // Every reason fits a close frame.
     let long = format!(r#"{{"setup":{{"model":"m","{}":1}}}}"#, "x".repeat(300));
-    assert!(
-        ClientMessage::from_slice_strict(long.as_bytes())
-            .unwrap_err()
-            .server_reason()
-            .len()
-            <= 123
-    );
+    assert!(ClientMessage::from_slice_strict(long.as_bytes()).unwrap_err().server_reason().len() <= 123);
 }
 
 #[test]
@@ -727,52 +606,23 @@ fn malformed_input_is_a_typed_error() {
         b"\xff\xfe\x00garbage",
     ];
     for case in cases {
-        assert!(
-            ClientMessage::from_slice(case).is_err(),
-            "{}",
-            String::from_utf8_lossy(case)
-        );
-        assert!(
-            ClientMessage::from_slice_strict(case).is_err(),
-            "{}",
-            String::from_utf8_lossy(case)
-        );
+        assert!(ClientMessage::from_slice(case).is_err(), "{}", String::from_utf8_lossy(case));
+        assert!(ClientMessage::from_slice_strict(case).is_err(), "{}", String::from_utf8_lossy(case));
     }
-    let server_cases: &[&[u8]] = &[
-        b"",
-        b"{",
-        b"{}",
-        br#"{"goAway":{"timeLeft":"soon"}}"#,
-        br#"{"toolCall":{"functionCalls":7}}"#,
-    ];
+    let server_cases: &[&[u8]] =
+        &[b"", b"{", b"{}", br#"{"goAway":{"timeLeft":"soon"}}"#, br#"{"toolCall":{"functionCalls":7}}"#];
     for case in server_cases {
-        assert!(
-            ServerMessage::from_slice(case).is_err(),
-            "{}",
-            String::from_utf8_lossy(case)
-        );
+        assert!(ServerMessage::from_slice(case).is_err(), "{}", String::from_utf8_lossy(case));
     }
     let truncated = ServerMessage::from_slice(br#"{"serverContent":{"turnComplete":tr"#).unwrap_err();
-    assert!(
-        matches!(
-            truncated,
-            DecodeError::Json {
-                category: "eof" | "syntax",
-                ..
-            }
-        ),
-        "{truncated:?}"
-    );
+    assert!(matches!(truncated, DecodeError::Json { category: "eof" | "syntax", .. }), "{truncated:?}");
 
     // Invalid base64 and odd PCM byte counts.
     let bad = Base64Data::from_base64("abc$");
     assert_eq!(bad.decode(), Err(DecodeError::Base64 { len: 4 }));
     let odd = Base64Data::encode(&[1, 2, 3]);
     let mut pcm = vec![];
-    assert_eq!(
-        odd.decode_pcm16_into(&mut pcm),
-        Err(DecodeError::OddPcmLength { bytes: 3 })
-    );
+    assert_eq!(odd.decode_pcm16_into(&mut pcm), Err(DecodeError::OddPcmLength { bytes: 3 }));
     assert_eq!(odd.append_pcm16(&mut pcm), Err(DecodeError::OddPcmLength { bytes: 3 }));
     assert!(pcm.is_empty());
 
@@ -780,10 +630,7 @@ fn malformed_input_is_a_typed_error() {
     assert_eq!(MimeType::parse("audio/pcm;rate=16000").unwrap().rate, Some(16_000));
     assert_eq!(
         MimeType::parse("Audio/PCM ; rate = 24000").unwrap(),
-        MimeType {
-            essence: "audio/pcm".into(),
-            rate: Some(24_000)
-        }
+        MimeType { essence: "audio/pcm".into(), rate: Some(24_000) }
     );
     assert_eq!(MimeType::parse("audio/pcm").unwrap().rate, None);
     assert!(MimeType::parse("audio/pcm;rate=fast").is_err());
@@ -798,14 +645,8 @@ fn close_codes_are_typed_errors_without_secrets() {
     let e = LiveError::from_close(1007, reasons::API_KEY_INVALID);
     assert_eq!((e.code, e.retry), (CloseCode::InvalidArgument, Retry::Never));
     assert_eq!(e.to_string(), "1007 API key not valid. Please pass a valid API key.");
-    assert_eq!(
-        LiveError::from_close(1008, reasons::SESSION_NOT_FOUND).retry,
-        Retry::Fresh
-    );
-    assert_eq!(
-        LiveError::from_close(1011, reasons::DEADLINE_EXPIRED).retry,
-        Retry::Resume
-    );
+    assert_eq!(LiveError::from_close(1008, reasons::SESSION_NOT_FOUND).retry, Retry::Fresh);
+    assert_eq!(LiveError::from_close(1011, reasons::DEADLINE_EXPIRED).retry, Retry::Resume);
     assert_eq!(LiveError::from_close(1011, reasons::QUOTA).retry, Retry::Never);
     assert_eq!(LiveError::from_close(4000, "custom").code, CloseCode::Other(4000));
     assert!(reasons::model_not_found("models/nope", "v1beta").len() <= 123);
@@ -813,10 +654,7 @@ fn close_codes_are_typed_errors_without_secrets() {
 
     let e = LiveError::dropped("connect to wss://host/ws/x?key=AIzaTopSecret9 failed");
     assert!(!format!("{e}{e:?}").contains("TopSecret"));
-    let token = AuthToken {
-        name: "auth_tokens/very-secret".into(),
-        ..Default::default()
-    };
+    let token = AuthToken { name: "auth_tokens/very-secret".into(), ..Default::default() };
     assert!(!format!("{token:?}").contains("very-secret"));
 }
 
@@ -837,11 +675,7 @@ fn helpers_for_paths_and_models() {
 // ---- property tests: serialize → parse is the identity ----
 
 fn text() -> impl Strategy<Value = String> {
-    prop_oneof![
-        "[a-zA-Z0-9 ,.?!'\"\\\\/é漢🙂-]{0,40}",
-        Just(String::new()),
-        "\\PC{0,20}",
-    ]
+    prop_oneof!["[a-zA-Z0-9 ,.?!'\"\\\\/é漢🙂-]{0,40}", Just(String::new()), "\\PC{0,20}",]
 }
 
 fn pcm() -> impl Strategy<Value = Vec<i16>> {
@@ -849,11 +683,7 @@ fn pcm() -> impl Strategy<Value = Vec<i16>> {
 }
 
 fn modality() -> impl Strategy<Value = Modality> {
-    prop_oneof![
-        Just(Modality::Audio),
-        Just(Modality::Text),
-        "[A-Z_]{1,12}".prop_map(|s| Modality::from_wire(&s))
-    ]
+    prop_oneof![Just(Modality::Audio), Just(Modality::Text), "[A-Z_]{1,12}".prop_map(|s| Modality::from_wire(&s))]
 }
 
 prop_compose! {
@@ -919,26 +749,15 @@ fn arb_client() -> impl Strategy<Value = ClientMessage<'static>> {
 }
 
 fn arb_server() -> impl Strategy<Value = ServerMessage<'static>> {
-    let content = (
-        pcm(),
-        prop::option::of(text()),
-        prop::option::of(any::<bool>()),
-        prop::option::of(any::<bool>()),
-    )
+    let content = (pcm(), prop::option::of(text()), prop::option::of(any::<bool>()), prop::option::of(any::<bool>()))
         .prop_map(|(pcm, t, tc, intr)| {
             ServerPayload::ServerContent(ServerContent {
                 model_turn: if pcm.is_empty() {
                     None
                 } else {
-                    Some(Content {
-                        role: None,
-                        parts: vec![Part::inline(Blob::pcm16(&pcm, 24_000))],
-                    })
+                    Some(Content { role: None, parts: vec![Part::inline(Blob::pcm16(&pcm, 24_000))] })
                 },
-                output_transcription: t.map(|t| Transcription {
-                    text: Some(t),
-                    ..Default::default()
-                }),
+                output_transcription: t.map(|t| Transcription { text: Some(t), ..Default::default() }),
                 turn_complete: tc,
                 interrupted: intr,
                 ..Default::default()
@@ -946,9 +765,8 @@ fn arb_server() -> impl Strategy<Value = ServerMessage<'static>> {
         });
     let payload = prop_oneof![
         content,
-        (0u64..100_000, 0u32..1_000_000_000).prop_map(|(s, n)| ServerPayload::GoAway(GoAway {
-            time_left: Some(Duration::new(s, n))
-        })),
+        (0u64..100_000, 0u32..1_000_000_000)
+            .prop_map(|(s, n)| ServerPayload::GoAway(GoAway { time_left: Some(Duration::new(s, n)) })),
         (text(), any::<bool>(), prop::option::of(any::<i64>())).prop_map(|(h, r, i)| {
             ServerPayload::SessionResumptionUpdate(SessionResumptionUpdate {
                 new_handle: Some(h),
@@ -968,10 +786,7 @@ fn arb_server() -> impl Strategy<Value = ServerMessage<'static>> {
     ];
     (payload, prop::option::of(any::<i32>())).prop_map(|(payload, total)| ServerMessage {
         payload,
-        usage_metadata: total.map(|t| UsageMetadata {
-            total_token_count: Some(t),
-            ..Default::default()
-        }),
+        usage_metadata: total.map(|t| UsageMetadata { total_token_count: Some(t), ..Default::default() }),
     })
 }
 

@@ -75,11 +75,7 @@ fn setup(persona: &str) -> Setup<'static> {
 }
 
 fn config(sim: &LiveSim) -> SessionConfig {
-    let mut c = SessionConfig::new(
-        sim.base_url(),
-        Auth::None,
-        setup("You are Mira, the village blacksmith."),
-    );
+    let mut c = SessionConfig::new(sim.base_url(), Auth::None, setup("You are Mira, the village blacksmith."));
     c.backoff_initial = Duration::from_millis(50);
     c
 }
@@ -98,22 +94,12 @@ fn until(session: &SessionHandle, mut done: impl FnMut(&SessionEvent) -> bool) -
         }
     }
     let logs = crate::capture_logs().lock().map(|l| l.clone()).unwrap_or_default();
-    let tail: String = logs
-        .lines()
-        .rev()
-        .take(40)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect::<Vec<_>>()
-        .join("\n");
+    let tail: String = logs.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
     panic!("timed out; events so far: {seen:#?}\nlast log lines:\n{tail}");
 }
 
 fn ready(session: &SessionHandle) -> bool {
-    let events = until(session, |e| {
-        matches!(e, SessionEvent::Ready { .. } | SessionEvent::Error { fatal: true, .. })
-    });
+    let events = until(session, |e| matches!(e, SessionEvent::Ready { .. } | SessionEvent::Error { fatal: true, .. }));
     matches!(events.last(), Some(SessionEvent::Ready { .. }))
 }
 
@@ -132,10 +118,7 @@ fn transcript(events: &[SessionEvent]) -> String {
 }
 
 fn position(events: &[SessionEvent], pred: impl Fn(&SessionEvent) -> bool) -> usize {
-    events
-        .iter()
-        .position(pred)
-        .unwrap_or_else(|| panic!("event missing in {events:#?}"))
+    events.iter().position(pred).unwrap_or_else(|| panic!("event missing in {events:#?}"))
 }
 
 #[test]
@@ -158,11 +141,7 @@ fn handshake_and_text_turn_over_ws() {
     let text = transcript(&events);
     assert!(text.contains("Mira"), "the persona speaks: {text}");
     let log = sink.0.lock().unwrap();
-    assert!(
-        log.samples > 24_000,
-        "at least a second of voice, got {} samples",
-        log.samples
-    );
+    assert!(log.samples > 24_000, "at least a second of voice, got {} samples", log.samples);
     assert_eq!((log.flushes, log.ends), (0, 1));
     drop(log);
     let m = session.metrics();
@@ -186,9 +165,7 @@ fn handshake_over_wss_with_the_simulator_ca() {
     // Without the CA the certificate is not trusted: a fatal error, no retries.
     let untrusted = runtime.spawn(config(&sim), NullSink);
     let events = until(&untrusted, |e| matches!(e, SessionEvent::Error { fatal: true, .. }));
-    let SessionEvent::Error { error, .. } = events.last().unwrap() else {
-        unreachable!()
-    };
+    let SessionEvent::Error { error, .. } = events.last().unwrap() else { unreachable!() };
     assert!(error.reason.contains("TLS"), "{error}");
 }
 
@@ -224,9 +201,7 @@ fn tool_call_response_and_reply() {
     assert!(ready(&session));
     session.say("Could you please open the north gate?").unwrap();
     let events = until(&session, |e| matches!(e, SessionEvent::ToolCall(_)));
-    let Some(SessionEvent::ToolCall(calls)) = events.last() else {
-        unreachable!()
-    };
+    let Some(SessionEvent::ToolCall(calls)) = events.last() else { unreachable!() };
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0].name, "open_gate");
     assert_eq!(calls[0].args.as_ref().unwrap()["gate"], "north");
@@ -244,18 +219,12 @@ fn barge_in_flushes_and_reports_in_order() {
     let sink = CaptureSink::default();
     let session = runtime.spawn(config(&sim), sink.clone());
     assert!(ready(&session));
-    session
-        .say("Tell me about your forge and everything you sell here.")
-        .unwrap();
+    session.say("Tell me about your forge and everything you sell here.").unwrap();
     until(&session, |e| matches!(e, SessionEvent::OutputTranscript { .. }));
     session.say("Wait, stop, I have a question.").unwrap();
     let events = turn(&session);
     let interrupted = position(&events, |e| *e == SessionEvent::Interrupted);
-    assert_eq!(
-        interrupted,
-        events.len() - 2,
-        "interrupted, then turnComplete: {events:#?}"
-    );
+    assert_eq!(interrupted, events.len() - 2, "interrupted, then turnComplete: {events:#?}");
     assert!(!events.contains(&SessionEvent::GenerationComplete), "{events:#?}");
     assert_eq!(sink.0.lock().unwrap().flushes, 1);
     // The new turn is answered.
@@ -280,17 +249,9 @@ fn go_away_switches_connections_and_keeps_the_conversation() {
     session.say("Hello, my name is Ada.").unwrap();
     turn(&session);
     let events = until(&session, |e| matches!(e, SessionEvent::Ready { .. }));
-    assert!(
-        events.iter().any(|e| matches!(e, SessionEvent::GoAway { .. })),
-        "{events:#?}"
-    );
+    assert!(events.iter().any(|e| matches!(e, SessionEvent::GoAway { .. })), "{events:#?}");
     assert_eq!(events.last(), Some(&SessionEvent::Ready { resumed: true }));
-    assert!(
-        !events
-            .iter()
-            .any(|e| matches!(e, SessionEvent::Error { .. } | SessionEvent::ContextLost)),
-        "{events:#?}"
-    );
+    assert!(!events.iter().any(|e| matches!(e, SessionEvent::Error { .. } | SessionEvent::ContextLost)), "{events:#?}");
     remembers_ada(&session);
     assert_eq!(SessionMetrics::get(&session.metrics().reconnects), 1);
     assert_eq!(sim.connections(), 2);
@@ -335,21 +296,13 @@ fn drop_mid_tool_call_delivers_the_result_after_resuming() {
     turn(&session);
     session.say("Please open the gate.").unwrap();
     let events = until(&session, |e| matches!(e, SessionEvent::ToolCall(_)));
-    let Some(SessionEvent::ToolCall(calls)) = events.last() else {
-        unreachable!()
-    };
+    let Some(SessionEvent::ToolCall(calls)) = events.last() else { unreachable!() };
     let id = calls[0].id.clone();
     // Answer while the connection is down: the response is held and delivered after resuming.
-    let events = until(&session, |e| {
-        matches!(e, SessionEvent::State(ConnectionState::Reconnecting { .. }))
-    });
+    let events = until(&session, |e| matches!(e, SessionEvent::State(ConnectionState::Reconnecting { .. })));
     assert!(!events.is_empty());
     session
-        .send(SessionCommand::ToolResponse(vec![FunctionResponse::output(
-            id,
-            "open_gate",
-            json!("opened"),
-        )]))
+        .send(SessionCommand::ToolResponse(vec![FunctionResponse::output(id, "open_gate", json!("opened"))]))
         .unwrap();
     let events = until(&session, |e| matches!(e, SessionEvent::Ready { .. }));
     assert_eq!(events.last(), Some(&SessionEvent::Ready { resumed: true }));
@@ -359,13 +312,8 @@ fn drop_mid_tool_call_delivers_the_result_after_resuming() {
 }
 
 fn fatal_error(session: &SessionHandle) -> LiveError {
-    let events = until(session, |e| {
-        matches!(e, SessionEvent::State(ConnectionState::Failed(_)))
-    });
-    let errors: Vec<_> = events
-        .iter()
-        .filter(|e| matches!(e, SessionEvent::Error { .. }))
-        .collect();
+    let events = until(session, |e| matches!(e, SessionEvent::State(ConnectionState::Failed(_))));
+    let errors: Vec<_> = events.iter().filter(|e| matches!(e, SessionEvent::Error { .. })).collect();
     assert_eq!(errors.len(), 1, "exactly one error: {events:#?}");
     match errors[0] {
         SessionEvent::Error { error, fatal: true } => error.clone(),
@@ -381,10 +329,7 @@ fn bad_key_and_unknown_model_fail_once_without_retrying() {
     let mut c = config(&sim);
     c.auth = Auth::ApiKey(Secret::new("a-wrong-key"));
     let e = fatal_error(&runtime.spawn(c, NullSink));
-    assert_eq!(
-        (e.code, e.reason.as_str()),
-        (CloseCode::InvalidArgument, reasons::API_KEY_INVALID)
-    );
+    assert_eq!((e.code, e.reason.as_str()), (CloseCode::InvalidArgument, reasons::API_KEY_INVALID));
 
     let e = fatal_error(&runtime.spawn(config(&sim), NullSink));
     assert_eq!(e.code, CloseCode::PolicyViolation);
@@ -430,11 +375,7 @@ fn a_stalled_reader_does_not_block_sending_or_lose_events() {
     while SessionMetrics::get(&m.messages_sent) < 4 && start.elapsed() < WAIT {
         std::thread::sleep(Duration::from_millis(5));
     }
-    assert_eq!(
-        SessionMetrics::get(&m.messages_sent),
-        4,
-        "setup and three turns went out"
-    );
+    assert_eq!(SessionMetrics::get(&m.messages_sent), 4, "setup and three turns went out");
     while SessionMetrics::get(&m.event_stalls) == 0 && start.elapsed() < WAIT {
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -456,14 +397,8 @@ fn a_stalled_reader_does_not_block_sending_or_lose_events() {
         })
         .collect();
     assert_eq!(heard, ["Hello!", "What do you sell?", "Goodbye!"]);
-    let last_turn = events
-        .iter()
-        .rposition(|e| *e == SessionEvent::ModelTurnStarted)
-        .unwrap();
-    assert!(
-        events[last_turn..].contains(&SessionEvent::GenerationComplete),
-        "the last reply is whole"
-    );
+    let last_turn = events.iter().rposition(|e| *e == SessionEvent::ModelTurnStarted).unwrap();
+    assert!(events[last_turn..].contains(&SessionEvent::GenerationComplete), "the last reply is whole");
 }
 
 #[test]
@@ -480,12 +415,8 @@ fn keys_never_reach_logs_or_errors() {
     c.max_reconnect_attempts = 1;
     c.backoff_initial = Duration::from_millis(10);
     let refused = runtime.spawn(c.clone(), NullSink);
-    let events = until(&refused, |e| {
-        matches!(e, SessionEvent::State(ConnectionState::Failed(_)))
-    });
-    let Some(SessionEvent::State(ConnectionState::Failed(e2))) = events.last() else {
-        unreachable!()
-    };
+    let events = until(&refused, |e| matches!(e, SessionEvent::State(ConnectionState::Failed(_))));
+    let Some(SessionEvent::State(ConnectionState::Failed(e2))) = events.last() else { unreachable!() };
     assert_eq!(e2.code, CloseCode::Abnormal);
     for text in [format!("{e} {e:?}"), format!("{e2} {e2:?}"), format!("{c:?}")] {
         assert!(!text.contains("TOPSECRET"), "{text}");

@@ -56,10 +56,7 @@ fn wav(name: &str) -> (Vec<i16>, u32) {
     let path = format!("{}/tests/fixtures/speech/{name}", env!("CARGO_MANIFEST_DIR"));
     let reader = hound::WavReader::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let rate = reader.spec().sample_rate;
-    let samples = reader
-        .into_samples::<i16>()
-        .collect::<Result<Vec<_>, _>>()
-        .expect("wav samples");
+    let samples = reader.into_samples::<i16>().collect::<Result<Vec<_>, _>>().expect("wav samples");
     (samples, rate)
 }
 
@@ -94,18 +91,12 @@ fn audio_json(samples: &[i16], rate: u32) -> String {
 
 impl Client {
     async fn connect(url: &str) -> Client {
-        let (ws, _) = timeout(GUARD, connect_async(url))
-            .await
-            .expect("connect guard")
-            .expect("connect");
+        let (ws, _) = timeout(GUARD, connect_async(url)).await.expect("connect guard").expect("connect");
         Client { ws }
     }
 
     async fn connect_req(req: impl IntoClientRequest + Unpin) -> Client {
-        let (ws, _) = timeout(GUARD, connect_async(req))
-            .await
-            .expect("connect guard")
-            .expect("connect");
+        let (ws, _) = timeout(GUARD, connect_async(req)).await.expect("connect guard").expect("connect");
         Client { ws }
     }
 
@@ -125,9 +116,7 @@ impl Client {
     }
 
     async fn raw(&mut self) -> Option<Result<Message, WsError>> {
-        timeout(GUARD, self.ws.next())
-            .await
-            .expect("timed out waiting for the server")
+        timeout(GUARD, self.ws.next()).await.expect("timed out waiting for the server")
     }
 
     async fn next(&mut self) -> Ev {
@@ -228,20 +217,12 @@ fn token(m: &ServerMessage<'_>) -> String {
             } else if c.generation_complete == Some(true) {
                 "generationComplete"
             } else if c.turn_complete == Some(true) {
-                if m.usage_metadata.is_some() {
-                    "turnComplete+usage"
-                } else {
-                    "turnComplete"
-                }
+                if m.usage_metadata.is_some() { "turnComplete+usage" } else { "turnComplete" }
             } else if c.input_transcription.is_some() {
                 "in"
             } else if let Some(t) = &c.output_transcription {
                 if t.finished == Some(true) { "out.fin" } else { "out" }
-            } else if c
-                .model_turn
-                .as_ref()
-                .is_some_and(|t| t.parts.iter().all(|p| p.inline_data.is_some()))
-            {
+            } else if c.model_turn.as_ref().is_some_and(|t| t.parts.iter().all(|p| p.inline_data.is_some())) {
                 "audio"
             } else if c.model_turn.is_some() {
                 "text"
@@ -285,15 +266,11 @@ impl Turn {
     }
 
     fn transcript(&self) -> String {
-        self.contents()
-            .filter_map(|c| c.output_transcription.as_ref()?.text.clone())
-            .collect()
+        self.contents().filter_map(|c| c.output_transcription.as_ref()?.text.clone()).collect()
     }
 
     fn input(&self) -> Vec<String> {
-        self.contents()
-            .filter_map(|c| c.input_transcription.as_ref()?.text.clone())
-            .collect()
+        self.contents().filter_map(|c| c.input_transcription.as_ref()?.text.clone()).collect()
     }
 
     fn text(&self) -> String {
@@ -342,11 +319,7 @@ impl Turn {
     }
 
     fn usage(&self) -> &UsageMetadata {
-        self.0
-            .iter()
-            .rev()
-            .find_map(|m| m.usage_metadata.as_ref())
-            .expect("usageMetadata")
+        self.0.iter().rev().find_map(|m| m.usage_metadata.as_ref()).expect("usageMetadata")
     }
 
     /// Checks a spoken block: 24 kHz PCM in 40 ms chunks (the last may be shorter), the first
@@ -367,12 +340,7 @@ impl Turn {
         let tokens: Vec<String> = self.0.iter().map(token).collect();
         let first_speech = tokens.iter().position(|t| t == "audio" || t.starts_with("out"));
         assert_eq!(first_speech.map(|i| tokens[i].as_str()), Some("out"), "{tokens:?}");
-        let fins: Vec<usize> = tokens
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| *t == "out.fin")
-            .map(|(i, _)| i)
-            .collect();
+        let fins: Vec<usize> = tokens.iter().enumerate().filter(|(_, t)| *t == "out.fin").map(|(i, _)| i).collect();
         let last_out = tokens.iter().rposition(|t| t.starts_with("out"));
         assert_eq!(fins.len(), 1, "{tokens:?}");
         assert_eq!(Some(fins[0]), last_out);
@@ -489,8 +457,7 @@ async fn api_key_in_each_place_and_bad_keys() {
 async fn unknown_field_closes_with_1007_and_the_exact_text() {
     let sim = start(base()).await;
     let mut c = Client::connect(&sim.url("v1beta")).await;
-    c.send(&json!({"setup": {"model": MODEL, "responseModalities": ["AUDIO"]}}))
-        .await;
+    c.send(&json!({"setup": {"model": MODEL, "responseModalities": ["AUDIO"]}})).await;
     let expected = "Invalid JSON payload received. Unknown name \"responseModalities\" at 'setup': Cannot find field.";
     assert_eq!(c.closed().await, (1007, expected.to_owned()));
     // Snake case is the same field; deeper unknown names are reported with their path.
@@ -506,28 +473,18 @@ async fn unknown_field_closes_with_1007_and_the_exact_text() {
 async fn lenient_mode_ignores_unknown_fields() {
     let sim = start(base().strict(false)).await;
     let mut c = Client::connect(&sim.url("v1beta")).await;
-    c.send(&json!({"setup": {"model": MODEL, "responseModalities": ["AUDIO"], "futureField": 1}}))
-        .await;
+    c.send(&json!({"setup": {"model": MODEL, "responseModalities": ["AUDIO"], "futureField": 1}})).await;
     assert_eq!(token(&c.msg().await), "setupComplete");
-    c.send(&json!({"realtimeInput": {"text": "hello", "futureField": true}}))
-        .await;
-    assert_eq!(
-        c.turn().await.shape(),
-        s(&["speech", "generationComplete", "turnComplete+usage"])
-    );
+    c.send(&json!({"realtimeInput": {"text": "hello", "futureField": true}})).await;
+    assert_eq!(c.turn().await.shape(), s(&["speech", "generationComplete", "turnComplete+usage"]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_enum_closes_with_1007() {
     let sim = start(base()).await;
     let bad = json!({"setup": {"model": MODEL, "generationConfig": {"responseModalities": ["SMELL"]}}}).to_string();
-    let expected = ClientMessage::from_slice_strict(bad.as_bytes())
-        .expect_err("rejected")
-        .server_reason();
-    assert!(
-        expected.starts_with("Invalid value at 'setup.generation_config.response_modalities[0]'"),
-        "{expected}"
-    );
+    let expected = ClientMessage::from_slice_strict(bad.as_bytes()).expect_err("rejected").server_reason();
+    assert!(expected.starts_with("Invalid value at 'setup.generation_config.response_modalities[0]'"), "{expected}");
     assert!(expected.contains("\"SMELL\"") && expected.len() <= 123, "{expected}");
     let mut c = Client::connect(&sim.url("v1beta")).await;
     c.send_text(bad).await;
@@ -553,10 +510,7 @@ async fn unknown_model_closes_with_1008_naming_the_version() {
         let mut c = Client::connect(&sim.url(version)).await;
         c.send(&json!({"setup": {"model": model}})).await;
         let expected = reasons::model_not_found(&model_resource(model), version);
-        assert!(expected.starts_with(&format!(
-            "{} is not found for API version {version}",
-            model_resource(model)
-        )));
+        assert!(expected.starts_with(&format!("{} is not found for API version {version}", model_resource(model))));
         assert_eq!(c.closed().await, (1008, expected));
     }
 }
@@ -611,10 +565,7 @@ async fn garbage_closes_only_its_own_session() {
             ),
         ),
         (true, Message::text("{\"clientContent\": {\"turns\": 5}}")),
-        (
-            true,
-            Message::text("{\"toolResponse\": {\"functionResponses\": [{\"id\": 1}]}}"),
-        ),
+        (true, Message::text("{\"toolResponse\": {\"functionResponses\": [{\"id\": 1}]}}")),
         (true, Message::text("{}")),
     ];
     for (after_setup, frame) in cases {
@@ -660,14 +611,8 @@ async fn text_turn_gives_the_exact_message_sequence() {
     assert!((2.0..=8.0).contains(&secs), "{secs} s");
     let usage = turn.usage();
     let response = usage.response_token_count.expect("response tokens");
-    assert!(
-        (secs * 25.0 - 2.0..=secs * 25.0 + 2.0).contains(&f64::from(response)),
-        "{usage:?}"
-    );
-    assert_eq!(
-        usage.total_token_count,
-        Some(usage.prompt_token_count.unwrap_or(0) + response)
-    );
+    assert!((secs * 25.0 - 2.0..=secs * 25.0 + 2.0).contains(&f64::from(response)), "{usage:?}");
+    assert_eq!(usage.total_token_count, Some(usage.prompt_token_count.unwrap_or(0) + response));
 
     // realtimeInput.text is a complete turn too; the same reply is deterministic per seed.
     c.send(&json!({"realtimeInput": {"text": "hello again"}})).await;
@@ -698,22 +643,15 @@ async fn same_seed_same_session() {
 async fn text_modality_streams_text_parts() {
     let sim = start(base()).await;
     let mut c = Client::connect(&sim.url("v1beta")).await;
-    c.setup(json!({"generationConfig": {"responseModalities": ["TEXT"]}}))
-        .await;
+    c.setup(json!({"generationConfig": {"responseModalities": ["TEXT"]}})).await;
     c.send(&text_turn("Who are you?")).await;
     let turn = c.turn().await;
-    assert_eq!(
-        turn.shape(),
-        s(&["in", "text", "generationComplete", "turnComplete+usage"])
-    );
+    assert_eq!(turn.shape(), s(&["in", "text", "generationComplete", "turnComplete+usage"]));
     let text = turn.text();
     assert!(text.contains("Mira"), "{text}");
     assert!(turn.audio().is_empty() && turn.transcript().is_empty());
     let tokens: Vec<String> = turn.0.iter().map(token).collect();
-    assert!(
-        tokens.iter().filter(|t| *t == "text").count() > 1,
-        "streamed in fragments"
-    );
+    assert!(tokens.iter().filter(|t| *t == "text").count() > 1, "streamed in fragments");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -780,15 +718,8 @@ async fn speech_sample_makes_a_vad_turn() {
     let total = hello.len() as f64 / f64::from(rate);
     assert!(heard >= 0.8 && heard <= total + 0.05, "heard {heard} s of {total} s");
     let usage = turn.usage();
-    let audio_tokens = usage
-        .prompt_tokens_details
-        .iter()
-        .flatten()
-        .find(|d| d.modality == Some(Modality::Audio));
-    assert!(
-        audio_tokens.and_then(|d| d.token_count).is_some_and(|n| n >= 20),
-        "{usage:?}"
-    );
+    let audio_tokens = usage.prompt_tokens_details.iter().flatten().find(|d| d.modality == Some(Modality::Audio));
+    assert!(audio_tokens.and_then(|d| d.token_count).is_some_and(|n| n >= 20), "{usage:?}");
 
     // The second audio turn, at 24 kHz this time, is mapped to text by the scenario.
     let (hello24, rate24) = (upsample_3_2(&hello), 24_000);
@@ -814,12 +745,8 @@ fn upsample_3_2(x: &[i16]) -> Vec<i16> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn speech_barges_in_on_a_long_reply() {
-    let sim = start(
-        base()
-            .pace(0.3)
-            .script(scenario(json!({"rules": [{"when": "story", "reply": LONG_REPLY}]}))),
-    )
-    .await;
+    let sim =
+        start(base().pace(0.3).script(scenario(json!({"rules": [{"when": "story", "reply": LONG_REPLY}]})))).await;
     let mut c = Client::connect(&sim.url("v1beta")).await;
     c.setup(json!({})).await;
     c.send(&text_turn("Tell me a story")).await;
@@ -842,15 +769,9 @@ async fn speech_barges_in_on_a_long_reply() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_interruption_lets_the_model_finish() {
     let reply = "Just a moment, I am nearly finished with this horseshoe, then I am all yours.";
-    let sim = start(
-        base()
-            .pace(0.3)
-            .script(scenario(json!({"rules": [{"when": "shoe", "reply": reply}]}))),
-    )
-    .await;
+    let sim = start(base().pace(0.3).script(scenario(json!({"rules": [{"when": "shoe", "reply": reply}]})))).await;
     let mut c = Client::connect(&sim.url("v1beta")).await;
-    c.setup(json!({"realtimeInputConfig": {"activityHandling": "NO_INTERRUPTION"}}))
-        .await;
+    c.setup(json!({"realtimeInputConfig": {"activityHandling": "NO_INTERRUPTION"}})).await;
     c.send(&text_turn("Is my horse shoe ready?")).await;
     let first = c.until("audio").await;
     let (interrupt, rate) = wav("player-interrupt-16k.wav");
@@ -868,15 +789,10 @@ async fn no_interruption_lets_the_model_finish() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manual_activity_delimits_turns() {
-    let sim = start(
-        base()
-            .pace(0.3)
-            .script(scenario(json!({"rules": [{"when": "story", "reply": LONG_REPLY}]}))),
-    )
-    .await;
+    let sim =
+        start(base().pace(0.3).script(scenario(json!({"rules": [{"when": "story", "reply": LONG_REPLY}]})))).await;
     let mut c = Client::connect(&sim.url("v1beta")).await;
-    c.setup(json!({"realtimeInputConfig": {"automaticActivityDetection": {"disabled": true}}}))
-        .await;
+    c.setup(json!({"realtimeInputConfig": {"automaticActivityDetection": {"disabled": true}}})).await;
     let (hello, rate) = wav("player-hello-16k.wav");
     let (interrupt, _) = wav("player-interrupt-16k.wav");
     // Speech outside an activity starts nothing; audioStreamEnd does nothing either.
@@ -887,10 +803,7 @@ async fn manual_activity_delimits_turns() {
     c.send(&json!({"realtimeInput": {"activityEnd": {}}})).await;
     let turn = c.turn().await;
     assert_eq!(turn.shape(), reply_shape());
-    assert_eq!(
-        turn.input(),
-        [format!("[speech {:.1}s]", interrupt.len() as f64 / f64::from(rate))]
-    );
+    assert_eq!(turn.input(), [format!("[speech {:.1}s]", interrupt.len() as f64 / f64::from(rate))]);
 
     // activityStart during output is a barge-in.
     c.send(&text_turn("a story, please")).await;
@@ -942,16 +855,10 @@ async fn spoken_request_calls_a_tool() {
     c.send_audio(&gate, rate).await;
     c.send_audio(&vec![0; rate as usize], rate).await;
     let turn = c.turn().await;
-    assert_eq!(
-        turn.shape(),
-        s(&["in", "toolCall", "speech", "generationComplete", "turnComplete+usage"])
-    );
+    assert_eq!(turn.shape(), s(&["in", "toolCall", "speech", "generationComplete", "turnComplete+usage"]));
     assert_eq!(turn.input(), [transcript]);
-    let expected = FunctionCall {
-        id: Some("fc-1".into()),
-        name: "open_gate".into(),
-        args: Some(args(json!({"gate": "north"}))),
-    };
+    let expected =
+        FunctionCall { id: Some("fc-1".into()), name: "open_gate".into(), args: Some(args(json!({"gate": "north"}))) };
     assert_eq!(turn.tool_calls(), [expected]);
 }
 
@@ -963,33 +870,19 @@ async fn blocking_call_holds_the_turn() {
     c.send(&text_turn("Could you please open the north gate?")).await;
     let call = c.until("toolCall").await;
     assert_eq!(call.shape(), s(&["in", "toolCall"]));
-    let expected = FunctionCall {
-        id: Some("fc-1".into()),
-        name: "open_gate".into(),
-        args: Some(args(json!({"gate": "north"}))),
-    };
+    let expected =
+        FunctionCall { id: Some("fc-1".into()), name: "open_gate".into(), args: Some(args(json!({"gate": "north"}))) };
     assert_eq!(call.tool_calls(), [expected]);
-    c.send(&tool_response(
-        "fc-1",
-        json!({"output": "the north gate is open"}),
-        None,
-        None,
-    ))
-    .await;
+    c.send(&tool_response("fc-1", json!({"output": "the north gate is open"}), None, None)).await;
     let turn = c.turn().await;
     assert_eq!(turn.shape(), s(&["speech", "generationComplete", "turnComplete+usage"]));
-    assert!(
-        turn.transcript().contains("Done: the north gate is open."),
-        "{}",
-        turn.transcript()
-    );
+    assert!(turn.transcript().contains("Done: the north gate is open."), "{}", turn.transcript());
 
     // An error is apologised for.
     c.send(&text_turn("open the east gate")).await;
     let call = c.until("toolCall").await;
     assert_eq!(call.tool_calls()[0].args, Some(args(json!({"gate": "east"}))));
-    c.send(&tool_response("fc-2", json!({"error": "the bar is stuck"}), None, None))
-        .await;
+    c.send(&tool_response("fc-2", json!({"error": "the bar is stuck"}), None, None)).await;
     let turn = c.turn().await;
     assert!(
         turn.transcript().contains("sorry") && turn.transcript().contains("the bar is stuck"),
@@ -1012,39 +905,20 @@ async fn non_blocking_when_idle_and_silent() {
     c.send(&text_turn("please open the north gate")).await;
     // The model keeps talking while the call runs.
     let ack = c.turn().await;
-    assert_eq!(
-        ack.shape(),
-        s(&["in", "toolCall", "speech", "generationComplete", "turnComplete+usage"])
-    );
+    assert_eq!(ack.shape(), s(&["in", "toolCall", "speech", "generationComplete", "turnComplete+usage"]));
     // WHEN_IDLE while idle: spoken right away, as a turn of its own.
-    c.send(&tool_response(
-        "fc-1",
-        json!({"output": "opened"}),
-        Some("WHEN_IDLE"),
-        None,
-    ))
-    .await;
+    c.send(&tool_response("fc-1", json!({"output": "opened"}), Some("WHEN_IDLE"), None)).await;
     let result = c.turn().await;
-    assert_eq!(
-        result.shape(),
-        s(&["speech", "generationComplete", "turnComplete+usage"])
-    );
+    assert_eq!(result.shape(), s(&["speech", "generationComplete", "turnComplete+usage"]));
     assert!(result.transcript().contains("Done: opened."), "{}", result.transcript());
 
     // willContinue: a partial result is spoken, the call stays open; SILENT is only remembered;
     // an empty final response ends the call silently.
     c.send(&text_turn("open the south gate")).await;
     c.turn().await;
-    c.send(&tool_response("fc-2", json!({"output": "halfway"}), None, Some(true)))
-        .await;
+    c.send(&tool_response("fc-2", json!({"output": "halfway"}), None, Some(true))).await;
     assert!(c.turn().await.transcript().contains("Done: halfway."));
-    c.send(&tool_response(
-        "fc-2",
-        json!({"output": "fully open"}),
-        Some("SILENT"),
-        Some(true),
-    ))
-    .await;
+    c.send(&tool_response("fc-2", json!({"output": "fully open"}), Some("SILENT"), Some(true))).await;
     c.send(&tool_response("fc-2", json!({}), None, Some(false))).await;
     c.send(&text_turn("hello")).await;
     let next = c.turn().await;
@@ -1060,44 +934,22 @@ async fn non_blocking_while_speaking_when_idle_and_interrupt() {
     // WHEN_IDLE during the acknowledgement: after it.
     c.send(&text_turn("please open the north gate")).await;
     c.until("toolCall").await;
-    c.send(&tool_response(
-        "fc-1",
-        json!({"output": "opened"}),
-        Some("WHEN_IDLE"),
-        None,
-    ))
-    .await;
+    c.send(&tool_response("fc-1", json!({"output": "opened"}), Some("WHEN_IDLE"), None)).await;
     let ack = c.turn().await;
     assert_eq!(ack.shape(), s(&["speech", "generationComplete", "turnComplete+usage"]));
     let result = c.turn().await;
-    assert_eq!(
-        result.shape(),
-        s(&["speech", "generationComplete", "turnComplete+usage"])
-    );
+    assert_eq!(result.shape(), s(&["speech", "generationComplete", "turnComplete+usage"]));
     assert!(result.transcript().contains("Done: opened."));
 
     // INTERRUPT during the acknowledgement: cut it, speak now; the call is not cancelled.
     c.send(&text_turn("please open the east gate")).await;
     c.until("audio").await;
-    c.send(&tool_response(
-        "fc-2",
-        json!({"output": "opened wide"}),
-        Some("INTERRUPT"),
-        None,
-    ))
-    .await;
+    c.send(&tool_response("fc-2", json!({"output": "opened wide"}), Some("INTERRUPT"), None)).await;
     let cut = c.turn().await;
     assert_eq!(cut.shape().last().map(String::as_str), Some("turnComplete+usage"));
-    assert!(
-        cut.shape().contains(&"interrupted".to_owned()) && cut.cancelled().is_empty(),
-        "{:?}",
-        cut.shape()
-    );
+    assert!(cut.shape().contains(&"interrupted".to_owned()) && cut.cancelled().is_empty(), "{:?}", cut.shape());
     let result = c.turn().await;
-    assert_eq!(
-        result.shape(),
-        s(&["speech", "generationComplete", "turnComplete+usage"])
-    );
+    assert_eq!(result.shape(), s(&["speech", "generationComplete", "turnComplete+usage"]));
     assert!(result.transcript().contains("Done: opened wide."));
 }
 
@@ -1115,13 +967,9 @@ async fn barge_in_cancels_the_turns_pending_calls() {
     let next = c.msg().await;
     assert_eq!(token(&next), "toolCallCancellation");
     assert_eq!(Turn(vec![next]).cancelled(), ["fc-1"]);
-    assert_eq!(
-        cut.shape().iter().rev().take(2).collect::<Vec<_>>(),
-        ["turnComplete+usage", "interrupted"]
-    );
+    assert_eq!(cut.shape().iter().rev().take(2).collect::<Vec<_>>(), ["turnComplete+usage", "interrupted"]);
     // A response for the cancelled call is ignored; the user's speech gets its turn.
-    c.send(&tool_response("fc-1", json!({"output": "opened"}), None, None))
-        .await;
+    c.send(&tool_response("fc-1", json!({"output": "opened"}), None, None)).await;
     let turn = c.turn().await;
     assert_eq!(turn.shape(), reply_shape());
     assert!(marker_secs(&turn.input()[0]) > 0.8);
@@ -1133,10 +981,7 @@ async fn barge_in_cancels_the_turns_pending_calls() {
     c.until("toolCall").await;
     c.send(&text_turn("never mind")).await;
     let cut = c.until("toolCallCancellation").await;
-    assert_eq!(
-        cut.shape(),
-        s(&["interrupted", "turnComplete+usage", "toolCallCancellation"])
-    );
+    assert_eq!(cut.shape(), s(&["interrupted", "turnComplete+usage", "toolCallCancellation"]));
     assert_eq!(cut.cancelled(), ["fc-1"]);
     assert_eq!(c.turn().await.input(), ["never mind"]);
 }
@@ -1151,33 +996,21 @@ async fn resumption_restores_the_conversation() {
     assert!(first.is_some());
     c.send(&text_turn("Hi! My name is Ada.")).await;
     let turn = c.turn().await;
-    assert_eq!(
-        turn.shape(),
-        s(&[
-            "in",
-            "notResumable",
-            "speech",
-            "generationComplete",
-            "turnComplete+usage"
-        ])
-    );
+    assert_eq!(turn.shape(), s(&["in", "notResumable", "speech", "generationComplete", "turnComplete+usage"]));
     let update = c.msg().await;
     assert_eq!(token(&update), "resumable");
     let handle = handle_of(&update).expect("handle");
 
     // Resuming while the old connection is open: 1011.
     let mut early = Client::connect(&sim.url("v1beta")).await;
-    early
-        .send(&setup_value(json!({"sessionResumption": {"handle": handle}})))
-        .await;
+    early.send(&setup_value(json!({"sessionResumption": {"handle": handle}}))).await;
     assert_eq!(early.closed().await, (1011, reasons::INTERNAL.to_owned()));
 
     c.close().await;
     // A new persona is fine; the model must stay the same.
     let mut r = Client::connect(&sim.url("v1beta")).await;
     let persona = json!({"parts": [{"text": "You are Mira, the blacksmith, now at the market."}]});
-    r.setup(json!({"sessionResumption": {"handle": handle}, "systemInstruction": persona}))
-        .await;
+    r.setup(json!({"sessionResumption": {"handle": handle}, "systemInstruction": persona})).await;
     r.send(&text_turn("What is my name?")).await;
     let turn = r.turn().await;
     assert!(turn.transcript().contains("Ada"), "{}", turn.transcript());
@@ -1188,27 +1021,21 @@ async fn resumption_restores_the_conversation() {
 async fn bad_handles_and_model_changes() {
     let sim = start(base()).await;
     let mut c = Client::connect(&sim.url("v1beta")).await;
-    c.send(&setup_value(json!({"sessionResumption": {"handle": "no-such-handle"}})))
-        .await;
+    c.send(&setup_value(json!({"sessionResumption": {"handle": "no-such-handle"}}))).await;
     assert_eq!(c.closed().await, (1008, reasons::SESSION_NOT_FOUND.to_owned()));
 
     let mut c = Client::connect(&sim.url("v1beta")).await;
     let handle = c.setup(json!({"sessionResumption": {}})).await.expect("handle");
     c.close().await;
     let mut c = Client::connect(&sim.url("v1beta")).await;
-    c.send(&json!({"setup": {"model": "models/gemini-3.8-live", "sessionResumption": {"handle": handle}}}))
-        .await;
+    c.send(&json!({"setup": {"model": "models/gemini-3.8-live", "sessionResumption": {"handle": handle}}})).await;
     assert_eq!(c.closed().await, (1007, reasons::INVALID_ARGUMENT.to_owned()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn go_away_then_deadline_close() {
-    let sim = start(
-        base()
-            .connection_lifetime(Duration::from_millis(1500))
-            .go_away_notice(Duration::from_secs(1)),
-    )
-    .await;
+    let sim =
+        start(base().connection_lifetime(Duration::from_millis(1500)).go_away_notice(Duration::from_secs(1))).await;
     let mut c = Client::connect(&sim.url("v1beta")).await;
     let started = std::time::Instant::now();
     c.setup(json!({})).await;
@@ -1216,10 +1043,7 @@ async fn go_away_then_deadline_close() {
     let ServerPayload::GoAway(GoAway { time_left: Some(left) }) = m.payload else {
         panic!("expected goAway, got {m:?}");
     };
-    assert!(
-        left <= Duration::from_secs(1) && left > Duration::from_millis(500),
-        "{left:?}"
-    );
+    assert!(left <= Duration::from_secs(1) && left > Duration::from_millis(500), "{left:?}");
     assert_eq!(c.closed().await, (1011, reasons::DEADLINE_EXPIRED.to_owned()));
     assert!(started.elapsed() >= Duration::from_millis(1400));
 }
@@ -1282,23 +1106,19 @@ async fn fault_go_away_in_a_turn() {
     c.setup(json!({})).await;
     c.send(&text_turn("hello")).await;
     let turn = c.turn().await;
-    assert_eq!(
-        turn.shape(),
-        s(&["in", "goAway", "speech", "generationComplete", "turnComplete+usage"])
+    assert_eq!(turn.shape(), s(&["in", "goAway", "speech", "generationComplete", "turnComplete+usage"]));
+    assert!(
+        turn.0
+            .iter()
+            .any(|m| m.payload == ServerPayload::GoAway(GoAway { time_left: Some(Duration::from_millis(400)) }))
     );
-    assert!(turn.0.iter().any(|m| m.payload
-        == ServerPayload::GoAway(GoAway {
-            time_left: Some(Duration::from_millis(400))
-        })));
     assert_eq!(c.closed().await, (1011, reasons::DEADLINE_EXPIRED.to_owned()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_malformed_frame() {
-    let sim = start(base().script(scenario(
-        json!({"faults": [{"after_messages": 1, "action": "malformed_frame"}]}),
-    )))
-    .await;
+    let sim =
+        start(base().script(scenario(json!({"faults": [{"after_messages": 1, "action": "malformed_frame"}]})))).await;
     let mut c = Client::connect(&sim.url("v1beta")).await;
     c.setup(json!({})).await;
     match c.raw().await {
@@ -1314,8 +1134,7 @@ async fn fault_malformed_frame() {
 /// Sends the fixture messages `from..` of an SDK capture, in order, as text frames.
 async fn send_fixtures(c: &mut Client, dir: &str, names: &[&str]) {
     for name in names {
-        c.send_text(String::from_utf8(fixture(&format!("{dir}/{name}"))).expect("utf-8"))
-            .await;
+        c.send_text(String::from_utf8(fixture(&format!("{dir}/{name}"))).expect("utf-8")).await;
     }
 }
 
@@ -1348,22 +1167,11 @@ async fn python_sdk_session() {
     send_fixtures(
         &mut c,
         "sdk-python",
-        &[
-            "02-realtime_input-audio.json",
-            "03-realtime_input-video.json",
-            "04-realtime_input-text.json",
-        ],
+        &["02-realtime_input-audio.json", "03-realtime_input-video.json", "04-realtime_input-text.json"],
     )
     .await;
     let hello = c.until("resumable").await;
-    let turn_shape = s(&[
-        "in",
-        "notResumable",
-        "speech",
-        "generationComplete",
-        "turnComplete+usage",
-        "resumable",
-    ]);
+    let turn_shape = s(&["in", "notResumable", "speech", "generationComplete", "turnComplete+usage", "resumable"]);
     assert_eq!(hello.shape(), turn_shape);
     assert_eq!(hello.input(), ["Hello there"]);
     assert!(hello.transcript().contains("Mira"));
@@ -1379,15 +1187,7 @@ async fn python_sdk_session() {
     let sell = Turn(sell.0.into_iter().chain(c.until("notResumable").await.0).collect());
     assert_eq!(
         sell.shape(),
-        s(&[
-            "in",
-            "notResumable",
-            "toolCall",
-            "speech",
-            "generationComplete",
-            "turnComplete+usage",
-            "notResumable"
-        ])
+        s(&["in", "notResumable", "toolCall", "speech", "generationComplete", "turnComplete+usage", "notResumable"])
     );
     assert_eq!(sell.tool_calls()[0].id.as_deref(), Some("fc-1"));
     // The NON_BLOCKING call's WHEN_IDLE result is spoken when idle.
@@ -1422,10 +1222,7 @@ async fn js_sdk_session() {
     assert_eq!(call.input(), ["Hello"]);
     send_fixtures(&mut c, "sdk-js", &["06-toolResponse.json"]).await;
     let turn = c.until("resumable").await;
-    assert_eq!(
-        turn.shape(),
-        s(&["speech", "generationComplete", "turnComplete+usage", "resumable"])
-    );
+    assert_eq!(turn.shape(), s(&["speech", "generationComplete", "turnComplete+usage", "resumable"]));
     assert!(turn.transcript().contains("Done: opened."));
 }
 
@@ -1446,9 +1243,7 @@ async fn tls_with_the_generated_ca() {
     let pem = std::fs::read(&path).expect("ca file");
     assert_eq!(pem, sim.ca_pem().expect("pem").as_bytes());
     let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(&pem).expect("pem"))
-        .expect("root");
+    roots.add(CertificateDer::from_pem_slice(&pem).expect("pem")).expect("root");
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -1458,9 +1253,7 @@ async fn tls_with_the_generated_ca() {
     let connector = Connector::Rustls(Arc::new(config));
     for host in ["127.0.0.1", "localhost"] {
         let url = format!("wss://{host}:{}{}", sim.addr().port(), ws_path("v1beta", false));
-        let (ws, _) = connect_async_tls_with_config(url, None, false, Some(connector.clone()))
-            .await
-            .expect("wss");
+        let (ws, _) = connect_async_tls_with_config(url, None, false, Some(connector.clone())).await.expect("wss");
         let mut c = Client { ws };
         c.setup(json!({})).await;
         c.send(&text_turn("hello")).await;
@@ -1474,10 +1267,7 @@ async fn tls_with_the_generated_ca() {
 fn background_simulator_for_sync_callers() {
     let sim = LiveSim::start_in_background(base()).expect("background start");
     let url = sim.url("v1beta");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
         let mut c = Client::connect(&url).await;
         c.setup(json!({})).await;
@@ -1497,16 +1287,7 @@ fn live_sim_program() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--bogus"));
     let help = Command::new(exe).arg("--help").output().expect("run live-sim");
     let help = String::from_utf8_lossy(&help.stdout).into_owned();
-    for flag in [
-        "--addr",
-        "--api-key",
-        "--pace",
-        "--seed",
-        "--script",
-        "--tls",
-        "--lifetime",
-        "--help",
-    ] {
+    for flag in ["--addr", "--api-key", "--pace", "--seed", "--script", "--tls", "--lifetime", "--help"] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
 
@@ -1519,19 +1300,11 @@ fn live_sim_program() {
     let mut line = String::new();
     let stdout = child.stdout.take().expect("stdout");
     BufReader::new(stdout).read_line(&mut line).expect("first line");
-    let url = line
-        .strip_suffix('\n')
-        .expect("a whole line")
-        .strip_prefix("listening on ")
-        .expect("prefix")
-        .to_owned();
+    let url = line.strip_suffix('\n').expect("a whole line").strip_prefix("listening on ").expect("prefix").to_owned();
     let port = url.strip_prefix("ws://127.0.0.1:").expect("ws://127.0.0.1:PORT");
     assert!(!port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()), "{line:?}");
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
         let mut c = Client::connect(&format!("{url}{}", ws_path("v1beta", false))).await;
         c.setup(json!({})).await;
@@ -1549,10 +1322,7 @@ async fn closing_frames_from_the_client_are_fine() {
     let sim = start(base()).await;
     let mut c = Client::connect(&sim.url("v1beta")).await;
     c.setup(json!({})).await;
-    let frame = CloseFrame {
-        code: 1000.into(),
-        reason: "bye".into(),
-    };
+    let frame = CloseFrame { code: 1000.into(), reason: "bye".into() };
     c.ws.close(Some(frame)).await.expect("close");
     assert!(matches!(c.next().await, Ev::Close(1000, _) | Ev::Dropped(_)));
     // The simulator still serves.

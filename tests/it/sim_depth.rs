@@ -11,17 +11,11 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use super::*;
 
 fn faults(list: Vec<Fault>) -> Scenario {
-    Scenario {
-        rules: Vec::new(),
-        faults: list,
-    }
+    Scenario { rules: Vec::new(), faults: list }
 }
 
 fn after(n: u64, action: FaultAction) -> Fault {
-    Fault {
-        after_messages: Some(n),
-        ..Fault::at_start(action)
-    }
+    Fault { after_messages: Some(n), ..Fault::at_start(action) }
 }
 
 // ---------------------------------------------------------------- session limits
@@ -36,8 +30,7 @@ async fn audio_session_limit_ends_the_session() {
     assert_eq!(c.closed().await, (1011, reasons::DEADLINE_EXPIRED.to_owned()));
     // Its handles are gone with it.
     let mut c = Client::connect(&sim.url("v1beta")).await;
-    c.send(&setup_value(json!({"sessionResumption": {"handle": handle}})))
-        .await;
+    c.send(&setup_value(json!({"sessionResumption": {"handle": handle}}))).await;
     assert_eq!(c.closed().await, (1008, reasons::SESSION_NOT_FOUND.to_owned()));
     assert_eq!(sim.metrics().session_limits, 1);
 }
@@ -52,10 +45,7 @@ async fn video_shortens_the_session_limit() {
     let sent = Instant::now();
     c.send(&frame).await;
     assert_eq!(c.closed().await, (1011, reasons::DEADLINE_EXPIRED.to_owned()));
-    assert!(
-        sent.elapsed() < Duration::from_secs(60),
-        "the 2-minute (scaled) cap, not the 15-minute one"
-    );
+    assert!(sent.elapsed() < Duration::from_secs(60), "the 2-minute (scaled) cap, not the 15-minute one");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,8 +84,7 @@ async fn compression_lifts_the_limit_and_slides_the_window() {
 async fn proactive_audio_answers_only_what_is_addressed() {
     let sim = start(base()).await;
     let mut c = Client::connect(&sim.url("v1beta")).await;
-    c.setup(json!({"proactivity": {"proactiveAudio": true}, "sessionResumption": {}}))
-        .await;
+    c.setup(json!({"proactivity": {"proactiveAudio": true}, "sessionResumption": {}})).await;
     // Overheard: no name, no question, no greeting. The turn still ends, silently.
     c.send(&text_turn("The mill wheel broke again. My name is Ada.")).await;
     let silent = c.until("resumable").await;
@@ -104,11 +93,7 @@ async fn proactive_audio_answers_only_what_is_addressed() {
     for addressed in ["Mira, the mill wheel broke.", "where is the mill", "Hello there."] {
         c.send(&text_turn(addressed)).await;
         let turn = c.until("resumable").await;
-        assert!(
-            turn.shape().contains(&"speech".to_owned()),
-            "{addressed}: {:?}",
-            turn.shape()
-        );
+        assert!(turn.shape().contains(&"speech".to_owned()), "{addressed}: {:?}", turn.shape());
     }
     // What was overheard was still heard.
     c.send(&text_turn("What is my name?")).await;
@@ -175,12 +160,9 @@ async fn fault_oversized_frame() {
         other => panic!("expected the big frame, got {other:?}"),
     }
     // A client with a 1 MiB limit fails on it.
-    let config = WebSocketConfig::default()
-        .max_message_size(Some(1 << 20))
-        .max_frame_size(Some(1 << 20));
-    let (ws, _) = tokio_tungstenite::connect_async_with_config(sim.url("v1beta"), Some(config), false)
-        .await
-        .expect("connect");
+    let config = WebSocketConfig::default().max_message_size(Some(1 << 20)).max_frame_size(Some(1 << 20));
+    let (ws, _) =
+        tokio_tungstenite::connect_async_with_config(sim.url("v1beta"), Some(config), false).await.expect("connect");
     let mut c = Client { ws };
     c.send(&setup_value(json!({}))).await;
     assert_eq!(token(&c.msg().await), "setupComplete");
@@ -249,10 +231,7 @@ async fn fault_no_setup_complete() {
     let mut cfg = bevy_live_npc::session::SessionConfig::new(
         sim.base_url(),
         bevy_live_npc::session::Auth::None,
-        Setup {
-            model: MODEL.into(),
-            ..Default::default()
-        },
+        Setup { model: MODEL.into(), ..Default::default() },
     );
     cfg.setup_timeout = Duration::from_millis(300);
     cfg.max_reconnect_attempts = 0;
@@ -314,15 +293,7 @@ async fn metrics_count_sessions_messages_and_turns() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let m = sim.metrics();
-    assert_eq!(
-        (
-            m.connections_total,
-            m.connections_open,
-            m.sessions_started,
-            m.sessions_active
-        ),
-        (1, 1, 1, 1)
-    );
+    assert_eq!((m.connections_total, m.connections_open, m.sessions_started, m.sessions_active), (1, 1, 1, 1));
     assert_eq!(m.messages_in, 2);
     assert_eq!(m.messages_out, sent);
     assert!(m.bytes_out > m.bytes_in && m.bytes_in > 0);
@@ -333,9 +304,7 @@ async fn metrics_count_sessions_messages_and_turns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn espeak_engine_falls_back_when_missing() {
-    let engine = VoiceEngine::Espeak {
-        program: "/nonexistent/espeak-ng".into(),
-    };
+    let engine = VoiceEngine::Espeak { program: "/nonexistent/espeak-ng".into() };
     let sim = start(base().voice_engine(engine)).await;
     let mut c = Client::connect(&sim.url("v1beta")).await;
     c.setup(json!({})).await;
@@ -358,37 +327,19 @@ fn live_sim_prints_stats_and_takes_fault_flags() {
     let exe = env!("CARGO_BIN_EXE_live-sim");
     let bad = Command::new(exe).args(["--split-chunks", "1"]).output().expect("run");
     assert_eq!(bad.status.code(), Some(1), "out-of-range fault flags are refused");
-    let bad = Command::new(exe)
-        .args(["--voice-engine", "nope"])
-        .output()
-        .expect("run");
+    let bad = Command::new(exe).args(["--voice-engine", "nope"]).output().expect("run");
     assert_eq!(bad.status.code(), Some(1));
     let mut child = Command::new(exe)
-        .args([
-            "--addr",
-            "127.0.0.1:0",
-            "--pace",
-            "0",
-            "--stats-every",
-            "0.1",
-            "--merge-chunks",
-            "3",
-        ])
+        .args(["--addr", "127.0.0.1:0", "--pace", "0", "--stats-every", "0.1", "--merge-chunks", "3"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .env("RUST_LOG", "warn")
         .spawn()
         .expect("spawn");
     let stderr = child.stderr.take().expect("stderr");
-    let line = BufReader::new(stderr)
-        .lines()
-        .map_while(Result::ok)
-        .find(|l| l.contains("stats:"));
+    let line = BufReader::new(stderr).lines().map_while(Result::ok).find(|l| l.contains("stats:"));
     let _ = child.kill();
     let _ = child.wait();
     let line = line.expect("a stats line");
-    assert!(
-        line.contains("sessions 0 active") && line.contains("messages in 0"),
-        "{line}"
-    );
+    assert!(line.contains("sessions 0 active") && line.contains("messages in 0"), "{line}");
 }

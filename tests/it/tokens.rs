@@ -15,10 +15,7 @@ const KEY: &str = "sim-key";
 
 async fn mint(sim: &LiveSim, request: Value) -> AuthToken {
     let request: CreateAuthTokenRequest = serde_json::from_value(request).expect("request");
-    TokenClient::default()
-        .mint(&sim.rest_url(), &Secret::new(KEY), &request)
-        .await
-        .expect("minted")
+    TokenClient::default().mint(&sim.rest_url(), &Secret::new(KEY), &request).await.expect("minted")
 }
 
 fn constrained(sim: &LiveSim) -> String {
@@ -28,8 +25,7 @@ fn constrained(sim: &LiveSim) -> String {
 /// Connects to the constrained method the way the SDKs do (`Authorization: Token ...`).
 async fn connect_token(sim: &LiveSim, token: &str) -> Client {
     let mut req = constrained(sim).into_client_request().expect("request");
-    req.headers_mut()
-        .insert("authorization", format!("Token {token}").parse().expect("header"));
+    req.headers_mut().insert("authorization", format!("Token {token}").parse().expect("header"));
     Client::connect_req(req).await
 }
 
@@ -57,8 +53,7 @@ async fn mint_connect_resume_expire() {
     // Resumption does not consume a use, and works after the new-session deadline.
     sim.advance_clock(Duration::from_secs(61));
     let mut c = connect_token(&sim, &tok.name).await;
-    c.send(&setup_value(json!({"sessionResumption": {"handle": handle}})))
-        .await;
+    c.send(&setup_value(json!({"sessionResumption": {"handle": handle}}))).await;
     assert_eq!(token(&c.msg().await), "setupComplete");
     let h = handle_of(&c.msg().await).expect("a new handle");
     c.send(&text_turn("What is my name?")).await;
@@ -107,29 +102,16 @@ async fn minting_errors_speak_like_the_service() {
     let (status, message) = err(client.mint(&sim.rest_url(), &Secret::new(""), &req).await);
     assert_eq!((status, message.as_str()), (403, reasons::UNREGISTERED_CALLER));
     let far = format_rfc3339(std::time::SystemTime::now() + Duration::from_secs(21 * 3600));
-    let late = CreateAuthTokenRequest {
-        expire_time: Some(far),
-        ..Default::default()
-    };
+    let late = CreateAuthTokenRequest { expire_time: Some(far), ..Default::default() };
     let (status, message) = err(client.mint(&sim.rest_url(), &Secret::new(KEY), &late).await);
     assert_eq!(status, 400);
     assert!(message.contains("20 hours"), "{message}");
-    let masked = CreateAuthTokenRequest {
-        field_mask: Some("nonsense".into()),
-        ..Default::default()
-    };
-    assert_eq!(
-        err(client.mint(&sim.rest_url(), &Secret::new(KEY), &masked).await).0,
-        400
-    );
+    let masked = CreateAuthTokenRequest { field_mask: Some("nonsense".into()), ..Default::default() };
+    assert_eq!(err(client.mint(&sim.rest_url(), &Secret::new(KEY), &masked).await).0, 400);
 
     // Raw HTTP: the SDK's Python name for the constraints is refused, strictly.
-    let (status, body) = raw_post(
-        &sim,
-        "POST /v1alpha/auth_tokens?key=sim-key",
-        br#"{"liveConnectConstraints": {}}"#,
-    )
-    .await;
+    let (status, body) =
+        raw_post(&sim, "POST /v1alpha/auth_tokens?key=sim-key", br#"{"liveConnectConstraints": {}}"#).await;
     assert_eq!(status, 400);
     assert!(body.contains(r#"Unknown name \"liveConnectConstraints\""#), "{body}");
     let (status, _) = raw_post(&sim, "GET /v1alpha/auth_tokens?key=sim-key", b"").await;
@@ -154,16 +136,10 @@ async fn raw_post(sim: &LiveSim, request_line: &str, body: &[u8]) -> (u16, Strin
     tcp.write_all(head.as_bytes()).await.expect("write");
     tcp.write_all(body).await.expect("write");
     let mut out = Vec::new();
-    timeout(GUARD, tcp.read_to_end(&mut out))
-        .await
-        .expect("guard")
-        .expect("read");
+    timeout(GUARD, tcp.read_to_end(&mut out)).await.expect("guard").expect("read");
     let text = String::from_utf8_lossy(&out).into_owned();
     let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     (status, body)
 }
 
@@ -199,19 +175,13 @@ async fn constraints_override_the_clients_setup() {
     c.setup(json!({})).await;
     c.send(&text_turn("Who are you?")).await;
     let turn = c.turn().await;
-    assert!(
-        turn.transcript().is_empty(),
-        "the client's outputAudioTranscription was replaced"
-    );
+    assert!(turn.transcript().is_empty(), "the client's outputAudioTranscription was replaced");
     assert!(turn.input().is_empty(), "so was inputAudioTranscription");
     assert!(!turn.audio().is_empty());
 
     // A mask: only the persona is locked; the client's transcription settings stay.
-    let persona = mint(
-        &sim,
-        json!({"uses": 0, "bidiGenerateContentSetup": bram, "fieldMask": "system_instruction"}),
-    )
-    .await;
+    let persona =
+        mint(&sim, json!({"uses": 0, "bidiGenerateContentSetup": bram, "fieldMask": "system_instruction"})).await;
     let mut c = connect_token(&sim, &persona.name).await;
     c.setup(json!({})).await;
     c.send(&text_turn("Who are you?")).await;
@@ -250,33 +220,21 @@ fn plugin_fetches_a_token_per_session_from_a_token_server() {
     use bevy_live_npc::testing::TestApp;
 
     let sim = LiveSim::start_in_background(base().api_key(Some(KEY.into()))).expect("sim");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
     let mut config = TokenServerConfig::new(sim.rest_url(), Secret::new(KEY));
     config.policy.uses = 1;
     // Lock the persona: whatever the game asks for, the NPC is Bram.
     let bram = Setup {
         model: "models/gemini-3.8-live".into(),
-        system_instruction: Some(Content {
-            role: None,
-            parts: vec![Part::text("You are Bram, the ferryman.")],
-        }),
+        system_instruction: Some(Content { role: None, parts: vec![Part::text("You are Bram, the ferryman.")] }),
         ..Default::default()
     };
     config.policy.setup = Some(bram);
     config.policy.field_mask = Some("systemInstruction".into());
-    let server = rt
-        .block_on(TokenServer::start("127.0.0.1:0".parse().expect("addr"), config))
-        .expect("token server");
+    let server = rt.block_on(TokenServer::start("127.0.0.1:0".parse().expect("addr"), config)).expect("token server");
 
-    let backend = LiveBackend::TokenServer {
-        url: server.url(),
-        endpoint: Some(sim.base_url()),
-        extra_root_pem: Vec::new(),
-    };
+    let backend =
+        LiveBackend::TokenServer { url: server.url(), endpoint: Some(sim.base_url()), extra_root_pem: Vec::new() };
     let plugin = LiveNpcPlugin::default().backend(backend).auto_engage(false);
     #[cfg(feature = "audio")]
     let plugin = plugin.audio(bevy_live_npc::audio::AudioBackendChoice::Disabled);
@@ -287,10 +245,7 @@ fn plugin_fetches_a_token_per_session_from_a_token_server() {
     app.finish();
     app.cleanup();
     for npc in [a, b] {
-        app.world_mut().write_message(SayToNpc {
-            npc,
-            text: "Who are you?".into(),
-        });
+        app.world_mut().write_message(SayToNpc { npc, text: "Who are you?".into() });
         let line = app
             .update_until::<NpcTranscript>(|t| t.entity == npc && t.speaker == Speaker::Npc && t.is_final)
             .expect("the NPC answers");
@@ -298,11 +253,7 @@ fn plugin_fetches_a_token_per_session_from_a_token_server() {
     }
     // One single-use token per session: two sessions, two tokens.
     let m = sim.metrics();
-    assert_eq!(
-        (m.tokens_minted, m.sessions_started, m.token_refusals),
-        (2, 2, 0),
-        "{m}"
-    );
+    assert_eq!((m.tokens_minted, m.sessions_started, m.token_refusals), (2, 2, 0), "{m}");
     drop(app);
     rt.block_on(server.shutdown());
 }

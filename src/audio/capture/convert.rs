@@ -50,13 +50,7 @@ impl<R: Resampler<f32>> Stage<R> {
         let skip = inner.output_delay();
         let input = [vec![0.0; inner.input_frames_max()]];
         let output = [vec![0.0; inner.output_frames_max()]];
-        Stage {
-            inner,
-            input,
-            filled: 0,
-            output,
-            skip,
-        }
+        Stage { inner, input, filled: 0, output, skip }
     }
 
     /// Takes one mono sample; when a chunk is complete, resamples it and emits the output.
@@ -157,13 +151,8 @@ impl ToMono16k {
     pub(crate) fn process(&mut self, input: &[f32], mut emit: impl FnMut(&[f32])) {
         let channels = self.channels;
         let scale = 1.0 / channels as f32;
-        let frames = input.chunks_exact(channels).map(|f| {
-            if channels == 1 {
-                f[0]
-            } else {
-                f.iter().sum::<f32>() * scale
-            }
-        });
+        let frames =
+            input.chunks_exact(channels).map(|f| if channels == 1 { f[0] } else { f.iter().sum::<f32>() * scale });
         match &mut self.kind {
             Kind::Pass => {
                 // Pass-through in small blocks so the caller sees bounded slices.
@@ -202,14 +191,7 @@ mod tests {
 
     #[test]
     fn output_length_follows_the_ratio() {
-        for (rate, ch) in [
-            (44_100, 2),
-            (48_000, 1),
-            (22_050, 2),
-            (8_000, 1),
-            (44_101, 1),
-            (16_000, 2),
-        ] {
+        for (rate, ch) in [(44_100, 2), (48_000, 1), (22_050, 2), (8_000, 1), (44_101, 1), (16_000, 2)] {
             let mut c = ToMono16k::new(rate, ch);
             let input = vec![0.1f32; rate as usize * usize::from(ch)];
             let mut n = 0;

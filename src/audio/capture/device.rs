@@ -68,19 +68,13 @@ pub struct CaptureWriter {
 
 impl std::fmt::Debug for CaptureWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CaptureWriter")
-            .field("channels", &self.channels)
-            .finish_non_exhaustive()
+        f.debug_struct("CaptureWriter").field("channels", &self.channels).finish_non_exhaustive()
     }
 }
 
 impl CaptureWriter {
     pub(crate) fn new(producer: rtrb::Producer<f32>, channels: u16, shared: Arc<CaptureShared>) -> Self {
-        CaptureWriter {
-            producer,
-            channels: usize::from(channels).max(1),
-            shared,
-        }
+        CaptureWriter { producer, channels: usize::from(channels).max(1), shared }
     }
 
     /// Copies interleaved `f32` samples (−1..1) into the ring.
@@ -136,9 +130,7 @@ pub struct MicStream {
 
 impl std::fmt::Debug for MicStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MicStream")
-            .field("format", &self.format)
-            .finish_non_exhaustive()
+        f.debug_struct("MicStream").field("format", &self.format).finish_non_exhaustive()
     }
 }
 
@@ -146,10 +138,7 @@ impl MicStream {
     /// Wraps whatever keeps a backend's stream alive (it is dropped, on the capture thread, to
     /// stop capture; it need not be `Send`).
     pub fn new(format: InputFormat, guard: impl Any) -> Self {
-        MicStream {
-            format,
-            _guard: Box::new(guard),
-        }
+        MicStream { format, _guard: Box::new(guard) }
     }
 }
 
@@ -200,10 +189,7 @@ impl std::fmt::Debug for MicBackendFactory {
 pub struct CpalBackend;
 
 fn device_name(device: &cpal::Device) -> String {
-    device
-        .description()
-        .map(|d| d.name().to_owned())
-        .unwrap_or_else(|_| device.to_string())
+    device.description().map(|d| d.name().to_owned()).unwrap_or_else(|_| device.to_string())
 }
 
 fn build<T>(
@@ -245,9 +231,7 @@ impl MicBackend for CpalBackend {
                 .ok_or_else(|| MicError::NotFound(name.to_owned()))?,
             None => host.default_input_device().ok_or(MicError::NoDevice)?,
         };
-        let supported = device
-            .default_input_config()
-            .map_err(|e| MicError::Backend(e.to_string()))?;
+        let supported = device.default_input_config().map_err(|e| MicError::Backend(e.to_string()))?;
         let format = InputFormat {
             device: device_name(&device),
             sample_rate: supported.sample_rate(),
@@ -307,11 +291,7 @@ impl TestMic {
     /// A test input delivering `channels` interleaved channels at `sample_rate` Hz.
     pub fn new(sample_rate: u32, channels: u16) -> (TestMic, TestMicFeeder) {
         let inner = Arc::new(TestMicInner {
-            format: InputFormat {
-                device: "test mic".into(),
-                sample_rate,
-                channels,
-            },
+            format: InputFormat { device: "test mic".into(), sample_rate, channels },
             writer: Mutex::new(None),
             available: AtomicBool::new(true),
             default_name: Mutex::new("test mic".into()),
@@ -446,21 +426,14 @@ pub struct ReferenceRing {
 
 impl std::fmt::Debug for ReferenceRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReferenceRing")
-            .field("rate", &self.rate)
-            .field("channels", &self.channels)
-            .finish()
+        f.debug_struct("ReferenceRing").field("rate", &self.rate).field("channels", &self.channels).finish()
     }
 }
 
 impl ReferenceRing {
     /// Reads interleaved `channels`-channel audio at `rate` Hz from `consumer`.
     pub fn new(consumer: rtrb::Consumer<f32>, rate: u32, channels: u16) -> Self {
-        ReferenceRing {
-            consumer,
-            rate,
-            channels: channels.max(1),
-        }
+        ReferenceRing { consumer, rate, channels: channels.max(1) }
     }
 }
 

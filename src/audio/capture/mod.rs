@@ -116,10 +116,7 @@ impl Default for PlayerMic {
     /// Push-to-talk on V.
     fn default() -> Self {
         PlayerMic {
-            mode: MicMode::PushToTalk {
-                key: Some(KeyCode::KeyV),
-                button: None,
-            },
+            mode: MicMode::PushToTalk { key: Some(KeyCode::KeyV), button: None },
             device: None,
             chunk_ms: 20,
             echo_cancellation: true,
@@ -138,33 +135,19 @@ impl Default for PlayerMic {
 impl PlayerMic {
     /// Push-to-talk on `key`.
     pub fn push_to_talk(key: KeyCode) -> Self {
-        PlayerMic {
-            mode: MicMode::PushToTalk {
-                key: Some(key),
-                button: None,
-            },
-            ..Default::default()
-        }
+        PlayerMic { mode: MicMode::PushToTalk { key: Some(key), button: None }, ..Default::default() }
     }
 
     /// Open mic, gated by the local VAD.
     pub fn open_mic() -> Self {
-        PlayerMic {
-            mode: MicMode::OpenMic,
-            ..Default::default()
-        }
+        PlayerMic { mode: MicMode::OpenMic, ..Default::default() }
     }
 
     /// Also (or only, after [`PlayerMic::push_to_talk`]) talks while this gamepad button is held.
     pub fn gamepad_button(mut self, button: GamepadButton) -> Self {
         match &mut self.mode {
             MicMode::PushToTalk { button: b, .. } => *b = Some(button),
-            MicMode::OpenMic => {
-                self.mode = MicMode::PushToTalk {
-                    key: None,
-                    button: Some(button),
-                }
-            }
+            MicMode::OpenMic => self.mode = MicMode::PushToTalk { key: None, button: Some(button) },
         }
         self
     }
@@ -320,24 +303,14 @@ impl Plugin for NpcMicPlugin {
             .register_type::<MicStatus>()
             .configure_sets(
                 PostUpdate,
-                (NpcMicSystems::Control, NpcMicSystems::Report)
-                    .chain()
-                    .before(LiveNpcSystems::Send),
+                (NpcMicSystems::Control, NpcMicSystems::Report).chain().before(LiveNpcSystems::Send),
             )
             .add_systems(
                 PostUpdate,
-                (start_and_stop, sync_settings, sync_target, read_push_to_talk)
-                    .chain()
-                    .in_set(NpcMicSystems::Control),
+                (start_and_stop, sync_settings, sync_target, read_push_to_talk).chain().in_set(NpcMicSystems::Control),
             )
-            .add_systems(
-                PostUpdate,
-                adopt_audio_output.in_set(NpcMicSystems::Control).before(sync_target),
-            )
-            .add_systems(
-                PostUpdate,
-                (handle_events, publish_levels).chain().in_set(NpcMicSystems::Report),
-            );
+            .add_systems(PostUpdate, adopt_audio_output.in_set(NpcMicSystems::Control).before(sync_target))
+            .add_systems(PostUpdate, (handle_events, publish_levels).chain().in_set(NpcMicSystems::Report));
     }
 }
 
@@ -402,19 +375,9 @@ struct MicWorker {
 #[derive(Debug)]
 enum Action {
     /// Talk `seq` started: mark the activity (manual VAD) and let its audio go.
-    Start {
-        seq: u64,
-        npc: Entity,
-        manual: bool,
-        sent_at: Option<Instant>,
-    },
+    Start { seq: u64, npc: Entity, manual: bool, sent_at: Option<Instant> },
     /// Talk `seq` ended: close the activity / the stream once its audio is out.
-    End {
-        npc: Entity,
-        manual: bool,
-        sent: bool,
-        since: Instant,
-    },
+    End { npc: Entity, manual: bool, sent: bool, since: Instant },
 }
 
 impl Drop for MicWorker {
@@ -586,38 +549,20 @@ fn handle_events(
                     }
                 }
                 WorkerEvent::TalkStarted { seq, npc, manual } => {
-                    worker.actions.push_back(Action::Start {
-                        seq,
-                        npc,
-                        manual,
-                        sent_at: None,
-                    });
+                    worker.actions.push_back(Action::Start { seq, npc, manual, sent_at: None });
                 }
                 WorkerEvent::TalkEnded { npc, manual, sent } => {
-                    worker.actions.push_back(Action::End {
-                        npc,
-                        manual,
-                        sent,
-                        since: now,
-                    });
+                    worker.actions.push_back(Action::End { npc, manual, sent, since: now });
                 }
             }
         }
         // Markers go out in order; each waits for its moment.
         while let Some(action) = worker.actions.front_mut() {
             let (done, permit) = match action {
-                Action::Start {
-                    seq,
-                    npc,
-                    manual,
-                    sent_at,
-                } => {
+                Action::Start { seq, npc, manual, sent_at } => {
                     let done = match (convs.get(*npc).ok(), *sent_at) {
                         (Some(_), None) if *manual => {
-                            activity.write(NpcActivity {
-                                npc: *npc,
-                                kind: ActivityKind::Start,
-                            });
+                            activity.write(NpcActivity { npc: *npc, kind: ActivityKind::Start });
                             *sent_at = Some(now);
                             false
                         }
@@ -627,12 +572,7 @@ fn handle_events(
                     };
                     (done, done.then_some(*seq))
                 }
-                Action::End {
-                    npc,
-                    manual,
-                    sent,
-                    since,
-                } => {
+                Action::End { npc, manual, sent, since } => {
                     let conv = convs.get(*npc).ok();
                     // The last chunk must leave before the marker that closes it.
                     let flushed = conv.is_none_or(|c| c.mic().queued() == 0);
@@ -640,16 +580,10 @@ fn handle_events(
                     if done && let Some(conv) = conv {
                         if *manual {
                             if conv.activity_open {
-                                activity.write(NpcActivity {
-                                    npc: *npc,
-                                    kind: ActivityKind::End,
-                                });
+                                activity.write(NpcActivity { npc: *npc, kind: ActivityKind::End });
                             }
                         } else if *sent {
-                            activity.write(NpcActivity {
-                                npc: *npc,
-                                kind: ActivityKind::StreamEnd,
-                            });
+                            activity.write(NpcActivity { npc: *npc, kind: ActivityKind::StreamEnd });
                         }
                     }
                     (done, None)

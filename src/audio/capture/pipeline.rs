@@ -169,8 +169,7 @@ impl MicPipeline {
     /// `out` for every complete 10 ms block.
     pub fn push_capture(&mut self, interleaved: &[f32], mut out: impl FnMut(&MicFrame<'_>)) {
         let chain = &mut self.chain;
-        self.capture
-            .process(interleaved, |samples| chain.capture(samples, &mut out));
+        self.capture.process(interleaved, |samples| chain.capture(samples, &mut out));
     }
 
     /// Forgets buffered audio and closes the gate (a new input stream starts).

@@ -245,11 +245,7 @@ impl Worker {
         {
             let name = open.stream.format.device.clone();
             self.close();
-            let why = if lost {
-                format!("`{name}` was disconnected")
-            } else {
-                format!("`{name}` failed")
-            };
+            let why = if lost { format!("`{name}` was disconnected") } else { format!("`{name}` failed") };
             self.talker.send(WorkerEvent::Lost(why));
             self.backoff = MIN_BACKOFF;
             self.next_open = now + self.backoff;
@@ -262,8 +258,7 @@ impl Worker {
             let current = self.backend.default_device();
             if current.is_some() && current != self.opened_default {
                 self.close();
-                self.talker
-                    .send(WorkerEvent::DeviceChanged(current.unwrap_or_default()));
+                self.talker.send(WorkerEvent::DeviceChanged(current.unwrap_or_default()));
                 self.try_open(now);
             }
         }
@@ -296,18 +291,9 @@ impl Worker {
                 } else if self.talker.settings.echo_cancellation {
                     self.talker.send(WorkerEvent::EchoUnavailable);
                 }
-                self.opened_default = if wanted.is_none() {
-                    Some(format.device.clone())
-                } else {
-                    None
-                };
-                self.open = Some(Open {
-                    stream,
-                    consumer,
-                    capture,
-                    pipeline,
-                    channels: usize::from(format.channels.max(1)),
-                });
+                self.opened_default = if wanted.is_none() { Some(format.device.clone()) } else { None };
+                self.open =
+                    Some(Open { stream, consumer, capture, pipeline, channels: usize::from(format.channels.max(1)) });
                 self.backoff = MIN_BACKOFF;
                 self.unavailable_reported = false;
                 self.next_device_check = now + DEVICE_CHECK;
@@ -331,10 +317,7 @@ impl Worker {
 
     fn close(&mut self) {
         if let Some(open) = self.open.take() {
-            self.talker
-                .shared
-                .input_dropped
-                .fetch_add(open.capture.dropped.load(Ordering::Relaxed), Ordering::Relaxed);
+            self.talker.shared.input_dropped.fetch_add(open.capture.dropped.load(Ordering::Relaxed), Ordering::Relaxed);
         }
         self.talker.end_talk();
         self.talker.reset_preroll();
@@ -375,9 +358,7 @@ impl Worker {
         }
         self.talker.idle_check();
         let shared = &self.talker.shared;
-        shared
-            .echo_cancelling
-            .store(open.pipeline.echo_cancelling(), Ordering::Relaxed);
+        shared.echo_cancelling.store(open.pipeline.echo_cancelling(), Ordering::Relaxed);
         if let Some((erle, _)) = open.pipeline.echo_metrics() {
             store_f32(&shared.erle_db, erle);
         }
@@ -406,20 +387,12 @@ impl Talker {
 
     fn frame(&mut self, f: &MicFrame<'_>) {
         // Levels for the UI: a fast-attack, slow-release meter.
-        self.rms = if f.rms > self.rms {
-            f.rms
-        } else {
-            self.rms * 0.9 + f.rms * 0.1
-        };
+        self.rms = if f.rms > self.rms { f.rms } else { self.rms * 0.9 + f.rms * 0.1 };
         self.peak = if f.peak > self.peak { f.peak } else { self.peak * 0.95 };
         store_f32(&self.shared.rms, self.rms);
         store_f32(&self.shared.peak, self.peak);
         self.push_preroll(f.pcm);
-        let playing = if self.has_reference {
-            f.playback
-        } else {
-            self.npc_speaking
-        };
+        let playing = if self.has_reference { f.playback } else { self.npc_speaking };
         // Half duplex: an utterance heard while the NPC is audible is echo (or talking over it)
         // and stays unsent to its end, even if the NPC falls silent meanwhile.
         self.suppressed =
@@ -486,11 +459,7 @@ impl Talker {
             sent: false,
         });
         self.shared.transmitting.store(true, Ordering::Relaxed);
-        self.send(WorkerEvent::TalkStarted {
-            seq: self.seq,
-            npc,
-            manual: target.manual,
-        });
+        self.send(WorkerEvent::TalkStarted { seq: self.seq, npc, manual: target.manual });
         // The start of the utterance, from the pre-roll (which already holds this frame).
         let back = back.min(self.preroll_len);
         let cap = self.preroll.len();
@@ -564,20 +533,14 @@ impl Talker {
             return;
         };
         if !talk.permitted {
-            self.shared
-                .samples_discarded
-                .fetch_add(self.pending.len() as u64, Ordering::Relaxed);
+            self.shared.samples_discarded.fetch_add(self.pending.len() as u64, Ordering::Relaxed);
         }
         self.pending.clear();
         if let Some(d) = &talk.ducked {
             d.duck(1.0);
         }
         self.shared.transmitting.store(false, Ordering::Relaxed);
-        self.send(WorkerEvent::TalkEnded {
-            npc: talk.npc,
-            manual: talk.manual,
-            sent: talk.sent,
-        });
+        self.send(WorkerEvent::TalkEnded { npc: talk.npc, manual: talk.manual, sent: talk.sent });
     }
 
     fn push_preroll(&mut self, pcm: &[i16]) {
