@@ -8,8 +8,8 @@
 //! use bevy_live_npc::audio::capture::PlayerMic;
 //!
 //! fn setup(mut commands: Commands) {
-//!     // The player's ears and voice: hold V to talk to the NPC in front of you.
-//!     commands.spawn((Camera3d::default(), NpcListener, PlayerMic::push_to_talk(KeyCode::KeyV)));
+//!     // The player's ears and voice (put them on your camera): hold V to talk to the NPC in front.
+//!     commands.spawn((Transform::default(), NpcListener, PlayerMic::push_to_talk(KeyCode::KeyV)));
 //! }
 //! # let _ = setup;
 //! ```
