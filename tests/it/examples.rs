@@ -182,3 +182,54 @@ fn headless_chat_records_the_voice_where_the_listener_stands() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Reads the `listening on URL` first line of a child process.
+fn first_line_url(child: &mut Child) -> String {
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut first).expect("first line");
+    first.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {first:?}")).to_owned()
+}
+
+#[test]
+fn token_server_hands_out_tokens_that_open_sessions() {
+    use bevy_live_npc::protocol::{AuthToken, Setup};
+    use bevy_live_npc::session::{Auth, LiveRuntime, NullSink, Secret, SessionConfig, SessionEvent};
+
+    let sim = live_sim(&["--api-key", "dev-key"]);
+    let rest = sim.url.replacen("ws://", "http://", 1);
+    let mut server = Command::new(example("token_server"))
+        .args(["--addr", "127.0.0.1:0", "--endpoint", &rest, "--api-key", "dev-key"])
+        .env_remove("GEMINI_API_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("token_server starts");
+    let url = first_line_url(&mut server);
+    let guard = SimProcess { child: server, url: url.clone() };
+
+    // A game client asks for a token: plain HTTP POST.
+    let hostport = url.trim_start_matches("http://").split('/').next().expect("host:port").to_owned();
+    let mut stream = std::net::TcpStream::connect(&hostport).expect("connect");
+    write!(stream, "POST /token HTTP/1.1\r\nHost: {hostport}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        .expect("request");
+    let mut response = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut response).expect("response");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let body = response.split("\r\n\r\n").nth(1).expect("a body");
+    let token: AuthToken = serde_json::from_str(body).expect("a token");
+    assert!(token.name.starts_with("auth_tokens/"));
+    assert!(!format!("{token:?}").contains(&token.name[12..]), "Debug hides the token");
+
+    // The token opens a session on the simulator without the API key.
+    let runtime = LiveRuntime::new().expect("runtime");
+    let setup = Setup { model: "models/gemini-2.5-flash-native-audio-preview-12-2025".into(), ..Default::default() };
+    let session =
+        runtime.spawn(SessionConfig::new(sim.url.clone(), Auth::Token(Secret::new(token.name)), setup), NullSink);
+    let start = std::time::Instant::now();
+    let mut ready = false;
+    while !ready && start.elapsed() < std::time::Duration::from_secs(20) {
+        ready = matches!(session.recv_timeout(std::time::Duration::from_millis(100)), Some(SessionEvent::Ready { .. }));
+    }
+    assert!(ready, "a session opened with the minted token");
+    drop(guard);
+}
