@@ -41,8 +41,10 @@ pub struct NpcConversation {
     /// The player's speech is marked open (manual VAD) and must be closed on focus loss.
     pub(crate) activity_open: bool,
     ready: bool,
-    /// Text said before the session was ready.
+    /// Commands the session's queue had no room for, in order.
     queued: VecDeque<SessionCommand>,
+    /// Commands dropped because the session stopped taking them.
+    dropped_commands: u64,
     /// Times (real seconds) of recent tool calls, for the rate limit.
     recent_calls: VecDeque<f64>,
     /// Calls dispatched in this turn (so a cancellation can say whether they ran).
@@ -60,7 +62,54 @@ impl std::fmt::Debug for NpcConversation {
     }
 }
 
+/// Commands kept for the session when its queue is full; beyond this the oldest that is not a
+/// tool response is dropped (tool responses are never dropped).
+const MAX_QUEUED_COMMANDS: usize = 128;
+
 impl NpcConversation {
+    /// Sends a command now, or keeps it (in order) for the next frame when the session's queue
+    /// is full.
+    pub(crate) fn send_or_queue(&mut self, cmd: SessionCommand) {
+        if self.queued.is_empty() {
+            match self.session.send(cmd) {
+                Ok(()) | Err(crate::session::SendError::Closed) => return,
+                Err(crate::session::SendError::Full(cmd)) => self.enqueue(*cmd),
+            }
+        } else {
+            self.enqueue(cmd);
+        }
+    }
+
+    fn enqueue(&mut self, cmd: SessionCommand) {
+        if self.queued.len() >= MAX_QUEUED_COMMANDS
+            && let Some(i) = self.queued.iter().position(|c| !matches!(c, SessionCommand::ToolResponse(_)))
+        {
+            self.queued.remove(i);
+            self.dropped_commands += 1;
+            if self.dropped_commands == 1 {
+                warn!("a session is not taking commands; dropping the oldest (counted in NpcStats)");
+            }
+        }
+        self.queued.push_back(cmd);
+    }
+
+    /// Sends kept commands while the session takes them.
+    pub(crate) fn flush_queued(&mut self) {
+        while let Some(cmd) = self.queued.pop_front() {
+            match self.session.send(cmd) {
+                Ok(()) => {}
+                Err(crate::session::SendError::Full(cmd)) => {
+                    self.queued.push_front(*cmd);
+                    return;
+                }
+                Err(crate::session::SendError::Closed) => {
+                    self.queued.clear();
+                    return;
+                }
+            }
+        }
+    }
+
     /// The session's metrics.
     pub fn metrics(&self) -> &Arc<SessionMetrics> {
         self.session.metrics()
@@ -357,28 +406,30 @@ pub fn open_sessions(
         config.jitter_seed = entity.to_bits();
         let session = rt.spawn(config, (sinks.0)(entity, npc));
         open_count += 1;
-        commands.entity(entity).insert((
-            NpcConversation {
-                session,
-                last_activity: now(&time),
-                player_text: String::new(),
-                npc_text: String::new(),
-                typed_turn: said.is_some(),
-                speaking: false,
-                audio_announces: false,
-                interrupted_turn: false,
-                activity_open: false,
-                ready: false,
-                queued: said.map(|p| p.0.iter().cloned().collect()).unwrap_or_default(),
-                recent_calls: VecDeque::new(),
-                ran_calls: Vec::new(),
-                deferred: Vec::new(),
-                sent_persona: npc.persona.clone(),
-                sent_tools: npc.tools.clone(),
-            },
-            NpcState::Connecting,
-        ));
-        commands.entity(entity).remove::<PendingSay>();
+        let mut conversation = NpcConversation {
+            session,
+            last_activity: now(&time),
+            player_text: String::new(),
+            npc_text: String::new(),
+            typed_turn: said.is_some(),
+            speaking: false,
+            audio_announces: false,
+            interrupted_turn: false,
+            activity_open: false,
+            ready: false,
+            queued: VecDeque::new(),
+            dropped_commands: 0,
+            recent_calls: VecDeque::new(),
+            ran_calls: Vec::new(),
+            deferred: Vec::new(),
+            sent_persona: npc.persona.clone(),
+            sent_tools: npc.tools.clone(),
+        };
+        // Text said before the conversation existed goes first, in order.
+        for cmd in said.map(|p| p.0.clone()).unwrap_or_default() {
+            conversation.send_or_queue(cmd);
+        }
+        commands.entity(entity).insert((conversation, NpcState::Connecting)).remove::<PendingSay>();
         announce(&mut commands, NpcStateChanged { entity, state: NpcState::Connecting });
     }
 }
@@ -414,14 +465,8 @@ fn set_state(commands: &mut Commands, entity: Entity, state: &mut NpcState, next
 }
 
 /// An NPC with an open conversation, and whether its voice is heard ([`PlaybackDrivenSpeech`]).
-type OpenConversation = (
-    Entity,
-    &'static LiveNpc,
-    &'static mut NpcConversation,
-    &'static mut NpcState,
-    &'static mut NpcStats,
-    Has<PlaybackDrivenSpeech>,
-);
+type OpenConversation =
+    (Entity, &'static mut NpcConversation, &'static mut NpcState, &'static mut NpcStats, Has<PlaybackDrivenSpeech>);
 
 /// Turns session events into state, messages, stats and queued tool calls.
 pub fn receive_events(
@@ -432,15 +477,16 @@ pub fn receive_events(
     mut convs: Query<OpenConversation>,
 ) {
     let t = now(&time);
-    for (entity, npc, mut conv, mut state, mut stats, heard) in &mut convs {
+    for (entity, mut conv, mut state, mut stats, heard) in &mut convs {
         conv.audio_announces = heard;
         for _ in 0..settings.events_per_frame {
             let Some(event) = conv.session.try_event() else {
                 break;
             };
             conv.last_activity = t;
-            handle_event(&mut commands, entity, npc, &mut conv, &mut state, &mut stats, &mut pending, event);
+            handle_event(&mut commands, entity, &mut conv, &mut state, &mut stats, &mut pending, event);
         }
+        conv.flush_queued();
     }
 }
 
@@ -448,7 +494,6 @@ pub fn receive_events(
 fn handle_event(
     commands: &mut Commands,
     entity: Entity,
-    npc: &LiveNpc,
     conv: &mut NpcConversation,
     state: &mut NpcState,
     stats: &mut NpcStats,
@@ -483,12 +528,7 @@ fn handle_event(
         }
         SessionEvent::Ready { .. } => {
             conv.ready = true;
-            while let Some(cmd) = conv.queued.pop_front() {
-                if conv.session.send(cmd).is_err() {
-                    warn!("{}: command queue full; typed text delayed", npc.name);
-                    break;
-                }
-            }
+            conv.flush_queued();
         }
         SessionEvent::ContextLost => {
             let error = crate::protocol::LiveError::dropped("the conversation could not be resumed; it starts over");
@@ -696,9 +736,7 @@ fn finish_call(
 ) -> NpcToolFinished {
     let shown = serde_json::to_string(&response.response).unwrap_or_default();
     let cmd = SessionCommand::ToolResponse(vec![response]);
-    if let Err(crate::session::SendError::Full(cmd)) = conv.session.send(cmd) {
-        conv.queued.push_back(*cmd);
-    }
+    conv.send_or_queue(cmd);
     NpcToolFinished { entity: npc, call_id, name: name.to_owned(), response: shown, args, is_error }
 }
 
@@ -761,13 +799,7 @@ pub fn send_player_input(
             Some(mut conv) => {
                 conv.last_activity = t;
                 conv.typed_turn = true;
-                if conv.ready {
-                    if let Err(crate::session::SendError::Full(cmd)) = conv.session.send(cmd) {
-                        conv.queued.push_back(*cmd);
-                    }
-                } else {
-                    conv.queued.push_back(cmd);
-                }
+                conv.send_or_queue(cmd);
                 if !conv.speaking && state.is_active() {
                     set_state(&mut commands, *npc, &mut state, NpcState::Thinking);
                 }
@@ -779,6 +811,10 @@ pub fn send_player_input(
                 commands.queue(move |world: &mut World| {
                     if let Ok(mut e) = world.get_entity_mut(npc) {
                         match e.get_mut::<PendingSay>() {
+                            // Bounded like the conversation's own queue.
+                            Some(p) if p.0.len() >= MAX_QUEUED_COMMANDS => {
+                                warn!("too much text for {npc:?}; dropped")
+                            }
                             Some(mut p) => p.0.push(cmd),
                             None => {
                                 e.insert(PendingSay(vec![cmd]));
@@ -805,9 +841,7 @@ pub fn send_player_input(
             }
             ActivityKind::StreamEnd => SessionCommand::AudioStreamEnd,
         };
-        if let Err(crate::session::SendError::Full(cmd)) = conv.session.send(cmd) {
-            conv.queued.push_back(*cmd);
-        }
+        conv.send_or_queue(cmd);
     }
 }
 
@@ -830,13 +864,7 @@ pub fn send_context_updates(
         conv.sent_persona = npc.persona.clone();
         conv.sent_tools = npc.tools.clone();
         let cmd = SessionCommand::ContextUpdate(update);
-        if conv.ready {
-            if let Err(crate::session::SendError::Full(cmd)) = conv.session.send(cmd) {
-                conv.queued.push_back(*cmd);
-            }
-        } else {
-            conv.queued.push_back(cmd);
-        }
+        conv.send_or_queue(cmd);
     }
 }
 
@@ -860,6 +888,7 @@ pub fn publish_diagnostics(
             last_reply_latency: latency,
             dropped_mic_chunks: SessionMetrics::get(&m.mic_chunks_dropped),
             decode_errors: SessionMetrics::get(&m.decode_errors),
+            dropped_commands: conv.dropped_commands,
             total_tokens: stats.total_tokens,
             reconnects: SessionMetrics::get(&m.reconnects),
             turns: stats.turns,
@@ -869,6 +898,7 @@ pub fn publish_diagnostics(
         let changed = stats.last_reply_latency != next.last_reply_latency
             || stats.dropped_mic_chunks != next.dropped_mic_chunks
             || stats.decode_errors != next.decode_errors
+            || stats.dropped_commands != next.dropped_commands
             || stats.reconnects != next.reconnects;
         if changed {
             *stats = next;

@@ -258,6 +258,8 @@ pub struct NpcStats {
     pub dropped_mic_chunks: u64,
     /// Server frames that failed to decode.
     pub decode_errors: u64,
+    /// Commands (typed text, markers) dropped because the session stopped taking them.
+    pub dropped_commands: u64,
     /// Tokens used (prompt + response), summed.
     pub total_tokens: u64,
     /// Reconnections.
