@@ -67,6 +67,8 @@ pub mod conversation;
 mod http;
 pub mod messages;
 pub mod npc;
+#[cfg(any(feature = "sim", feature = "mic"))]
+mod pitch;
 pub mod plugin;
 pub mod protocol;
 pub mod session;

@@ -43,12 +43,6 @@ const DEFAULT_SILENCE_DURATION_MS: u32 = 600;
 const HISTORY: usize = 10;
 /// A frame before the committed run still belongs to the utterance when its score is at least this.
 const ONSET_THRESHOLD: f32 = 0.4;
-/// Normalized autocorrelation at the pitch lag above which a frame counts as periodic (voiced).
-/// White noise stays below ~0.23, voiced speech is mostly above 0.6.
-const PERIODIC_THRESHOLD: f32 = 0.45;
-/// Pitch lag range at 16 kHz: 400 Hz down to 70 Hz.
-const MIN_LAG: usize = 40;
-const MAX_LAG: usize = 228;
 
 /// Settings, from `realtimeInputConfig.automaticActivityDetection`.
 #[derive(Clone, Debug)]
@@ -236,8 +230,7 @@ struct Detect {
     speech_start: u64,
     last_voiced_end: u64,
     /// Scratch for the periodicity check (two frames as f32 plus the prefix energy sums).
-    scratch: Box<[f32; 2 * FRAME]>,
-    energy: Box<[f32; 2 * FRAME + 1]>,
+    pitch: crate::pitch::PitchCheck,
 }
 
 impl Detect {
@@ -262,8 +255,7 @@ impl Detect {
             silence_frames: 0,
             speech_start: 0,
             last_voiced_end: 0,
-            scratch: Box::new([0.0; 2 * FRAME]),
-            energy: Box::new([0.0; 2 * FRAME + 1]),
+            pitch: crate::pitch::PitchCheck::default(),
         }
     }
 
@@ -361,31 +353,9 @@ impl Detect {
         self.hist_len = (self.hist_len + 1).min(HISTORY);
     }
 
-    /// Whether the last two frames have a pitch: the normalized autocorrelation peaks above
-    /// [`PERIODIC_THRESHOLD`] somewhere in the 70–400 Hz lag range.
+    /// Whether the last two frames have a pitch (see [`crate::pitch`]).
     fn periodic(&mut self) -> bool {
-        let x = &mut *self.scratch;
-        for (dst, &s) in x.iter_mut().zip(self.prev_frame.iter().chain(self.frame.iter())) {
-            *dst = f32::from(s);
-        }
-        let e = &mut *self.energy;
-        e[0] = 0.0;
-        for i in 0..x.len() {
-            e[i + 1] = e[i] + x[i] * x[i];
-        }
-        let n = x.len();
-        for lag in MIN_LAG..=MAX_LAG {
-            let m = n - lag;
-            let denom = (e[m] * (e[n] - e[lag])).sqrt();
-            if denom <= f32::EPSILON {
-                continue;
-            }
-            let corr: f32 = x[..m].iter().zip(&x[lag..]).map(|(a, b)| a * b).sum();
-            if corr / denom >= PERIODIC_THRESHOLD {
-                return true;
-            }
-        }
-        false
+        self.pitch.periodic(&self.prev_frame, &self.frame)
     }
 
     /// Ends speech at input position `at` if inside speech.

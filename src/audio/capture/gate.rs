@@ -3,14 +3,8 @@
 
 use earshot::Detector;
 
-/// Earshot's frame: 256 samples (16 ms) at 16 kHz.
-pub(crate) const FRAME: usize = 256;
-/// Pitch lags at 16 kHz: 400 Hz down to 70 Hz.
-const MIN_LAG: usize = 40;
-const MAX_LAG: usize = 228;
-/// Normalized autocorrelation at the pitch lag above which a frame counts as voiced. White noise
-/// stays below ~0.25, voiced speech is mostly above 0.6.
-const PERIODIC_THRESHOLD: f32 = 0.45;
+pub(crate) use crate::pitch::FRAME;
+use crate::pitch::PitchCheck;
 
 /// The gate's tuning (from [`PlayerMic`](super::PlayerMic)).
 #[derive(Clone, Copy, Debug)]
@@ -46,8 +40,7 @@ pub(crate) struct VoiceGate {
     run: u32,
     run_periodic: bool,
     silence: u32,
-    scratch: Box<[f32; 2 * FRAME]>,
-    energy: Box<[f32; 2 * FRAME + 1]>,
+    pitch: PitchCheck,
 }
 
 impl VoiceGate {
@@ -62,8 +55,7 @@ impl VoiceGate {
             run: 0,
             run_periodic: false,
             silence: 0,
-            scratch: Box::new([0.0; 2 * FRAME]),
-            energy: Box::new([0.0; 2 * FRAME + 1]),
+            pitch: PitchCheck::default(),
         }
     }
 
@@ -152,22 +144,7 @@ impl VoiceGate {
 
     /// Whether the last two frames have a pitch between 70 and 400 Hz.
     fn periodic(&mut self) -> bool {
-        let x = &mut *self.scratch;
-        for (d, &s) in x.iter_mut().zip(self.prev.iter().chain(self.frame.iter())) {
-            *d = f32::from(s);
-        }
-        let e = &mut *self.energy;
-        e[0] = 0.0;
-        for i in 0..x.len() {
-            e[i + 1] = e[i] + x[i] * x[i];
-        }
-        let n = x.len();
-        (MIN_LAG..=MAX_LAG).any(|lag| {
-            let m = n - lag;
-            let denom = (e[m] * (e[n] - e[lag])).sqrt();
-            denom > f32::EPSILON
-                && x[..m].iter().zip(&x[lag..]).map(|(a, b)| a * b).sum::<f32>() / denom >= PERIODIC_THRESHOLD
-        })
+        self.pitch.periodic(&self.prev, &self.frame)
     }
 }
 
