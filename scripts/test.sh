@@ -14,5 +14,7 @@ features=(--features bevy_kira_audio)
 if [ $# -gt 0 ]; then
   exec cargo test "${features[@]}" "$@"
 fi
-cargo test "${features[@]}" -- --skip mic:: --skip audio::
+cargo test "${features[@]}" --lib --bins --examples
+cargo test "${features[@]}" --doc
+cargo test "${features[@]}" --test it -- --skip mic:: --skip audio::
 exec cargo test "${features[@]}" --test it -- mic:: audio:: --test-threads=1
