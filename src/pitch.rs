@@ -52,8 +52,9 @@ mod tests {
 
     #[test]
     fn a_voice_has_a_pitch_and_noise_does_not() {
-        let tone: Vec<i16> =
-            (0..2 * FRAME).map(|i| ((i as f32 * 2.0 * std::f32::consts::PI * 150.0 / 16_000.0).sin() * 8000.0) as i16).collect();
+        let tone: Vec<i16> = (0..2 * FRAME)
+            .map(|i| ((i as f32 * 2.0 * std::f32::consts::PI * 150.0 / 16_000.0).sin() * 8000.0) as i16)
+            .collect();
         let mut rng = fastrand::Rng::with_seed(3);
         let noise: Vec<i16> = (0..2 * FRAME).map(|_| rng.i16(-8000..8000)).collect();
         let mut check = PitchCheck::default();
