@@ -72,7 +72,7 @@ impl NpcConversation {
     pub(crate) fn send_or_queue(&mut self, cmd: SessionCommand) {
         if self.queued.is_empty() {
             match self.session.send(cmd) {
-                Ok(()) | Err(crate::session::SendError::Closed) => return,
+                Ok(()) | Err(crate::session::SendError::Closed) => {}
                 Err(crate::session::SendError::Full(cmd)) => self.enqueue(*cmd),
             }
         } else {
