@@ -231,6 +231,16 @@ fn barge_in_flushes_and_reports_in_order() {
     assert!(!transcript(&turn(&session)).is_empty());
 }
 
+/// A session on `sim` in which the player has said their name is Ada.
+fn told_my_name(sim: &LiveSim) -> (LiveRuntime, SessionHandle) {
+    let runtime = LiveRuntime::new().unwrap();
+    let session = runtime.spawn(config(sim), NullSink);
+    assert!(ready(&session));
+    session.say("Hello, my name is Ada.").unwrap();
+    turn(&session);
+    (runtime, session)
+}
+
 fn remembers_ada(session: &SessionHandle) {
     session.say("What is my name?").unwrap();
     let reply = transcript(&turn(session));
@@ -243,11 +253,7 @@ fn go_away_switches_connections_and_keeps_the_conversation() {
         .pace(0.0)
         .connection_lifetime(Duration::from_millis(2500))
         .go_away_notice(Duration::from_millis(2000)));
-    let runtime = LiveRuntime::new().unwrap();
-    let session = runtime.spawn(config(&sim), NullSink);
-    assert!(ready(&session));
-    session.say("Hello, my name is Ada.").unwrap();
-    turn(&session);
+    let (_runtime, session) = told_my_name(&sim);
     let events = until(&session, |e| matches!(e, SessionEvent::Ready { .. }));
     assert!(events.iter().any(|e| matches!(e, SessionEvent::GoAway { .. })), "{events:#?}");
     assert_eq!(events.last(), Some(&SessionEvent::Ready { resumed: true }));
@@ -263,11 +269,7 @@ fn drop_mid_turn_resumes() {
         Scenario::from_json_str(r#"{"faults": [{"connection": 1, "turn": 2, "after_chunks": 2, "action": "drop"}]}"#)
             .unwrap();
     let sim = sim(LiveSim::builder().pace(0.0).script(scenario));
-    let runtime = LiveRuntime::new().unwrap();
-    let session = runtime.spawn(config(&sim), NullSink);
-    assert!(ready(&session));
-    session.say("Hello, my name is Ada.").unwrap();
-    turn(&session);
+    let (_runtime, session) = told_my_name(&sim);
     session.say("Tell me about the village.").unwrap();
     let events = until(&session, |e| matches!(e, SessionEvent::Ready { .. }));
     let error = events.iter().find_map(|e| match e {
@@ -289,11 +291,7 @@ fn drop_mid_tool_call_delivers_the_result_after_resuming() {
     )
     .unwrap();
     let sim = sim(LiveSim::builder().pace(0.0).script(scenario));
-    let runtime = LiveRuntime::new().unwrap();
-    let session = runtime.spawn(config(&sim), NullSink);
-    assert!(ready(&session));
-    session.say("Hello, my name is Ada.").unwrap();
-    turn(&session);
+    let (_runtime, session) = told_my_name(&sim);
     session.say("Please open the gate.").unwrap();
     let events = until(&session, |e| matches!(e, SessionEvent::ToolCall(_)));
     let Some(SessionEvent::ToolCall(calls)) = events.last() else { unreachable!() };
