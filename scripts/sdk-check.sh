@@ -2,7 +2,7 @@
 # Checks that the official SDKs, unmodified, hold a Live session with live-sim: the Python SDK
 # (google-genai, in a virtual environment) and the JavaScript SDK (@google/genai, with npm). It
 # starts `live-sim --tls`, trusts its CA, and runs scripts/sdk/*_live_session.*. Both SDKs turn an
-# https:// base URL into wss://. Needs a built live-sim (cargo build --bin live-sim).
+# https:// base URL into wss://. Needs a built live-sim (cargo build -p live_npc_sim --bin live-sim).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"

@@ -48,12 +48,13 @@
 //! - `audio` (feature `audio`): NPC voices on kira spatial tracks, lip-sync, offline rendering;
 //!   `audio::capture` (feature `mic`): the player's microphone, push-to-talk, open mic, echo
 //!   cancellation.
-//! - [`session`]: the Live session client (no Bevy).
-//! - [`protocol`]: the wire protocol.
-//! - [`token`]: ephemeral tokens: minting for game backends, a token server, fetching.
-//! - `sim` (feature `sim`): the embedded simulator; [`testing`]: helpers for your own tests.
+//! - [`session`]: the Live session client, [`protocol`]: the wire protocol, [`token`]: ephemeral
+//!   tokens — re-exported from the Bevy-free [`live_npc_client`] crate.
+//! - `sim` (feature `sim`): the embedded simulator, the [`live_npc_sim`] crate;
+//!   [`testing`]: helpers for your own tests.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod assets;
 #[cfg(feature = "audio")]
@@ -64,20 +65,28 @@ pub mod audio {
     pub mod capture;
 }
 pub mod conversation;
-mod http;
 pub mod messages;
 pub mod npc;
-#[cfg(any(feature = "sim", feature = "mic"))]
-mod pitch;
 pub mod plugin;
-pub mod protocol;
-pub mod session;
 #[cfg(feature = "sim")]
-pub mod sim;
-#[cfg(feature = "sim")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub mod testing;
-pub mod token;
 pub mod tools;
+
+/// The Bevy-free crates this one is built on.
+pub use live_npc_client;
+/// The wire protocol: the [`live_npc_client`] crate's `protocol`.
+pub use live_npc_client::protocol;
+/// The Live session client (no Bevy): the [`live_npc_client`] crate's `session`.
+pub use live_npc_client::session;
+/// Ephemeral tokens: the [`live_npc_client`] crate's `token`.
+pub use live_npc_client::token;
+/// The embedded Live API simulator (feature `sim`): the [`live_npc_sim`] crate.
+#[cfg(feature = "sim")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
+pub use live_npc_sim as sim;
+#[cfg(feature = "sim")]
+pub use live_npc_sim;
 
 /// Commonly used items.
 pub mod prelude {

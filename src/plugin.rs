@@ -11,8 +11,7 @@ use crate::conversation::{self, MicRoute, NpcFocus, PendingToolCalls};
 use crate::messages::*;
 use crate::npc::{LiveNpc, NpcListener, NpcState, NpcStats, VadSettings};
 use crate::session::{
-    AudioSink, Auth, LiveRuntime, NullSink, ResolvedBackend, Secret, TokenProvider, resolve_backend_from_env,
-    resolve_model,
+    AudioSink, Auth, BackendSpec, LiveRuntime, NullSink, ResolvedBackend, Secret, resolve_model, resolve_spec_from_env,
 };
 use crate::tools::NpcToolRegistry;
 
@@ -146,6 +145,22 @@ impl Default for LiveNpcPlugin {
 }
 
 impl LiveBackend {
+    /// The simulator-free description the session layer resolves (see
+    /// [`resolve_spec`](crate::session::resolve_spec)).
+    pub fn spec(&self) -> BackendSpec {
+        match self.clone() {
+            LiveBackend::Auto => BackendSpec::Auto,
+            LiveBackend::Gemini { api_key } => BackendSpec::Gemini { api_key },
+            LiveBackend::EphemeralToken { token } => BackendSpec::EphemeralToken { token },
+            LiveBackend::TokenServer { url, endpoint, extra_root_pem } => {
+                BackendSpec::TokenServer { url, endpoint, extra_root_pem }
+            }
+            LiveBackend::Endpoint { url, auth, extra_root_pem } => BackendSpec::Endpoint { url, auth, extra_root_pem },
+            #[cfg(feature = "sim")]
+            LiveBackend::Simulator(_) => BackendSpec::Simulator,
+        }
+    }
+
     /// An endpoint named explicitly (a command-line flag): it wins over the environment and
     /// receives `GEMINI_API_KEY`, if set, as its key.
     pub fn explicit_endpoint(url: &str) -> LiveBackend {
@@ -309,45 +324,9 @@ impl LiveNpcRuntime {
             #[cfg(feature = "sim")]
             sim: None,
         };
-        let resolved = match backend {
-            LiveBackend::Auto => resolve_backend_from_env(None, None),
-            LiveBackend::Gemini { api_key } => ResolvedBackend::Endpoint {
-                base_url: crate::session::GEMINI_BASE_URL.into(),
-                auth: Auth::ApiKey(api_key.clone()),
-                source: crate::session::EndpointSource::Config,
-            },
-            LiveBackend::EphemeralToken { token } => ResolvedBackend::Endpoint {
-                base_url: crate::session::GEMINI_BASE_URL.into(),
-                auth: Auth::Token(token.clone()),
-                source: crate::session::EndpointSource::Config,
-            },
-            LiveBackend::TokenServer { url, endpoint, extra_root_pem } => {
-                rt.extra_root_pem = extra_root_pem.clone();
-                let client = crate::token::TokenClient { extra_root_pem: extra_root_pem.clone(), ..Default::default() };
-                let base_url = match endpoint.as_deref().map(str::trim) {
-                    Some(e) if e.starts_with("http://") => format!("ws://{}", &e["http://".len()..]),
-                    Some(e) if e.starts_with("https://") => format!("wss://{}", &e["https://".len()..]),
-                    Some(e) => e.to_owned(),
-                    None => crate::session::GEMINI_BASE_URL.into(),
-                };
-                ResolvedBackend::Endpoint {
-                    base_url: crate::session::normalize_base(&base_url),
-                    auth: Auth::Provider(TokenProvider::token_server(url.clone(), client)),
-                    source: crate::session::EndpointSource::Config,
-                }
-            }
-            LiveBackend::Endpoint { url, auth, extra_root_pem } => {
-                rt.extra_root_pem = extra_root_pem.clone();
-                ResolvedBackend::Endpoint {
-                    base_url: crate::session::normalize_base(url),
-                    auth: auth.clone(),
-                    source: crate::session::EndpointSource::Config,
-                }
-            }
-            #[cfg(feature = "sim")]
-            LiveBackend::Simulator(_) => ResolvedBackend::Simulator,
-        };
-        match resolved {
+        let plan = resolve_spec_from_env(&backend.spec());
+        rt.extra_root_pem = plan.extra_root_pem;
+        match plan.backend {
             ResolvedBackend::Endpoint { base_url, auth, source } => {
                 info!("live npc: sessions connect to {base_url} ({source:?})");
                 rt.base_url = Ok(base_url);

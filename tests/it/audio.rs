@@ -271,7 +271,7 @@ fn play_jittered(jitter_ms: f32, seed: u64) -> VoiceStats {
     let settings = NpcAudioSettings { prebuffer: Duration::from_millis(60), ..Default::default() };
     let mut output = NpcAudioOutput::new(&AudioBackendChoice::Offline(out.clone()), &settings);
     let (mut sink, voice) = output.spawn_voice(Vec3::new(0.0, 0.0, -1.0), &NpcVoiceSettings::default()).unwrap();
-    let speech = crate::wav("npc-mira-24k.wav");
+    let speech = crate::support::wav("npc-mira-24k.wav");
     let chunk = 480;
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut arrival = 0.0f32;
@@ -320,7 +320,7 @@ fn lip_sync_follows_the_heard_audio() {
     let mut rig = Rig::new();
     rig.listener(Transform::IDENTITY);
     let (npc, mut sink) = rig.npc(Transform::from_xyz(0.0, 0.0, -1.0), NpcVoiceSettings::default());
-    let speech = crate::wav("npc-mira-24k.wav");
+    let speech = crate::support::wav("npc-mira-24k.wav");
     let lip = |rig: &Rig| *rig.app.world().get::<NpcLipSync>(npc).unwrap();
     // 40 ms queued, below the 60 ms pre-buffer: nothing heard, the mouth stays shut.
     sink.push(&speech[..960]);
@@ -497,7 +497,7 @@ fn no_sound_card_child() {
     if std::env::var_os("BLN_NO_SOUND_CARD_CHILD").is_none() {
         return;
     }
-    let logs = crate::capture_logs();
+    let logs = crate::support::capture_logs();
     let mut app = App::new();
     app.add_plugins((MinimalPlugins, TransformPlugin, sim_plugin(None).audio(AudioBackendChoice::Device)));
     let npc = app.world_mut().spawn((LiveNpc::new("Ada"), Transform::default())).id();

@@ -1,7 +1,6 @@
 //! The example programs as processes, against `live-sim` as a process: their stdout contracts.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 /// A running `live-sim`, killed on drop.
@@ -18,7 +17,7 @@ impl Drop for SimProcess {
 }
 
 fn live_sim(extra: &[&str]) -> SimProcess {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_live-sim"))
+    let mut child = Command::new(crate::support::live_sim_exe())
         .args(["--addr", "127.0.0.1:0", "--pace", "0"])
         .args(extra)
         .stdout(Stdio::piped())
@@ -31,23 +30,6 @@ fn live_sim(extra: &[&str]) -> SimProcess {
     SimProcess { child, url }
 }
 
-/// The example binary, built if `cargo test` did not build it already.
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let path = dir.join("examples").join(name);
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--example", name])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("cargo runs");
-        assert!(status.success());
-    }
-    path
-}
-
 struct Run {
     code: Option<i32>,
     stdout: String,
@@ -55,7 +37,7 @@ struct Run {
 }
 
 fn headless_chat(args: &[&str], key: Option<&str>, input: &str) -> Run {
-    let mut cmd = Command::new(example("headless_chat"));
+    let mut cmd = Command::new(crate::support::example("headless_chat"));
     cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     cmd.env_remove("GEMINI_API_KEY").env_remove("LIVE_NPC_ENDPOINT").env_remove("LIVE_NPC_MODEL");
     if let Some(k) = key {
@@ -197,7 +179,7 @@ fn token_server_hands_out_tokens_that_open_sessions() {
 
     let sim = live_sim(&["--api-key", "dev-key"]);
     let rest = sim.url.replacen("ws://", "http://", 1);
-    let mut server = Command::new(example("token_server"))
+    let mut server = Command::new(crate::support::example("token_server"))
         .args(["--addr", "127.0.0.1:0", "--endpoint", &rest, "--api-key", "dev-key"])
         .env_remove("GEMINI_API_KEY")
         .stdout(Stdio::piped())

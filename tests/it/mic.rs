@@ -196,7 +196,7 @@ const ECHO_DELAY_MS: usize = 50;
 const ECHO_GAIN_DB: f32 = -9.0;
 
 fn room(npc_secs: f32, player: Option<(&str, f32)>) -> Room {
-    let voice = to_f32(&crate::wav("npc-mira-24k.wav"));
+    let voice = to_f32(&crate::support::wav("npc-mira-24k.wav"));
     let voice = &voice[..((24_000.0 * npc_secs) as usize).min(voice.len())];
     let reference = resample(voice, 24_000, 48_000);
     let heard = resample(voice, 24_000, 44_100);
@@ -211,7 +211,7 @@ fn room(npc_secs: f32, player: Option<(&str, f32)>) -> Room {
     }
     let mut span = None;
     if let Some((name, at)) = player {
-        let speech = resample(&to_f32(&crate::wav(name)), 16_000, 44_100);
+        let speech = resample(&to_f32(&crate::support::wav(name)), 16_000, 44_100);
         let start = (44_100.0 * at) as usize;
         span = Some((start, start + speech.len()));
         echo = mix(&echo, &speech, start);
@@ -244,7 +244,7 @@ fn echo_cancellation_removes_the_npc_voice_and_keeps_the_player() {
     let r = room(8.0, Some(("player-interrupt-16k.wav", 4.0)));
     let (start, end) = r.player.unwrap();
     let (b0, b1) = (start / 441, end / 441);
-    let near = resample(&to_f32(&crate::wav("player-interrupt-16k.wav")), 16_000, 16_000);
+    let near = resample(&to_f32(&crate::support::wav("player-interrupt-16k.wav")), 16_000, 16_000);
     let (mut out_speech, mut onset_at) = (0.0f64, None);
     let mut k = 0usize;
     run_pipeline(&mic, &r.mic, 44_100, 2, Some((&r.reference, 48_000)), |f| {
@@ -462,7 +462,7 @@ fn open_mic_signal() -> (Vec<f32>, f32, f32) {
     let mut rng = fastrand::Rng::with_seed(9);
     let mut x = vec![0.0f32; 48_000];
     x.extend((0..48_000).map(|_| rng.f32() * 0.12 - 0.06));
-    let speech = resample(&to_f32(&crate::wav("player-open-gate-16k.wav")), 16_000, 48_000);
+    let speech = resample(&to_f32(&crate::support::wav("player-open-gate-16k.wav")), 16_000, 48_000);
     let (from, to) = (2.0, 2.0 + speech.len() as f32 / 48_000.0);
     x.extend(speech);
     x.extend(vec![0.0; 72_000]);
@@ -629,7 +629,7 @@ fn status(app: &mut App) -> MicStatus {
 
 #[test]
 fn no_device_one_warning_text_still_works_then_loss_and_change_reopen() {
-    let logs = crate::capture_logs();
+    let logs = crate::support::capture_logs();
     let (mic, feeder) = TestMic::new(48_000, 2);
     feeder.set_available(false);
     let mut app = app(sim_plugin(None), &mic);

@@ -142,7 +142,7 @@ fn focus_follows_facing_and_closes_the_half_sent_turn() {
     app.world_mut().write_message(NpcActivity { npc: a, kind: ActivityKind::Start });
     app.update();
     let (_, mic) = route.get().unwrap();
-    for chunk in crate::wav("player-hello-16k.wav").chunks(320) {
+    for chunk in crate::support::wav("player-hello-16k.wav").chunks(320) {
         mic.push(chunk);
         std::thread::sleep(Duration::from_micros(200));
     }
@@ -423,4 +423,48 @@ fn npcs_defined_by_asset_files_hot_reload() {
     say(&mut app, npc, "Who are you?");
     let line = reply(&mut app, npc).text;
     assert!(line.contains("Mirabel"), "{line}");
+}
+
+#[test]
+fn plugin_fetches_a_token_per_session_from_a_token_server() {
+    use bevy_live_npc::protocol::{Content, Part, Setup};
+    use bevy_live_npc::token::{TokenServer, TokenServerConfig};
+    const KEY: &str = "sim-key";
+
+    let sim =
+        LiveSim::start_in_background(LiveSim::builder().pace(0.0).seed(7).api_key(Some(KEY.into()))).expect("sim");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+    let mut config = TokenServerConfig::new(sim.rest_url(), Secret::new(KEY));
+    config.policy.uses = 1;
+    // Lock the persona: whatever the game asks for, the NPC is Bram.
+    let bram = Setup {
+        model: "models/gemini-3.8-live".into(),
+        system_instruction: Some(Content { role: None, parts: vec![Part::text("You are Bram, the ferryman.")] }),
+        ..Default::default()
+    };
+    config.policy.setup = Some(bram);
+    config.policy.field_mask = Some("systemInstruction".into());
+    let server = rt.block_on(TokenServer::start("127.0.0.1:0".parse().expect("addr"), config)).expect("token server");
+
+    let backend =
+        LiveBackend::TokenServer { url: server.url(), endpoint: Some(sim.base_url()), extra_root_pem: Vec::new() };
+    let plugin = LiveNpcPlugin::default().backend(backend).auto_engage(false);
+    let plugin = plugin.audio(AudioBackendChoice::Disabled);
+    let mut app = app(plugin);
+    let a = app.world_mut().spawn(LiveNpc::new("Mira")).id();
+    let b = app.world_mut().spawn(LiveNpc::new("Ada")).id();
+    app.finish();
+    app.cleanup();
+    for npc in [a, b] {
+        app.world_mut().write_message(SayToNpc { npc, text: "Who are you?".into() });
+        let line = app
+            .update_until::<NpcTranscript>(|t| t.entity == npc && t.speaker == Speaker::Npc && t.is_final)
+            .expect("the NPC answers");
+        assert!(line.text.contains("Bram"), "the token's persona: {}", line.text);
+    }
+    // One single-use token per session: two sessions, two tokens.
+    let m = sim.metrics();
+    assert_eq!((m.tokens_minted, m.sessions_started, m.token_refusals), (2, 2, 0), "{m}");
+    drop(app);
+    rt.block_on(server.shutdown());
 }

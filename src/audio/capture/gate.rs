@@ -3,8 +3,8 @@
 
 use earshot::Detector;
 
-pub(crate) use crate::pitch::FRAME;
-use crate::pitch::PitchCheck;
+pub(crate) use live_npc_client::dsp::FRAME;
+use live_npc_client::dsp::PitchCheck;
 
 /// The gate's tuning (from [`PlayerMic`](super::PlayerMic)).
 #[derive(Clone, Copy, Debug)]

@@ -502,8 +502,7 @@ fn read_push_to_talk(
 
 /// The session has taken every queued command (so `activityStart` is on the wire before audio).
 fn commands_drained(conv: &NpcConversation) -> bool {
-    let tx = &conv.session.commands;
-    tx.capacity() == tx.max_capacity()
+    conv.session.commands_pending() == 0
 }
 
 fn handle_events(

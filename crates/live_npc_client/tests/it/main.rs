@@ -1,0 +1,5 @@
+//! The client's integration tests, one binary (no Bevy): the protocol against the captured SDK
+//! messages, and the session client against the simulator.
+
+mod protocol;
+mod session;

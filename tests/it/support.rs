@@ -1,0 +1,42 @@
+//! Helpers shared by the plugin's integration tests. Fixtures and log capture come from the
+//! workspace's `live_npc_dev` crate, which every crate's tests share.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub use live_npc_dev::{capture_logs, wav};
+
+/// The target directory's profile folder (`target/debug`) of this test binary.
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/debug/deps/it-HASH -> target/debug
+    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+}
+
+/// Builds a program of the workspace with cargo if `cargo test` did not build it already.
+fn built(path: PathBuf, cargo_args: &[&str]) -> PathBuf {
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .arg("build")
+            .args(cargo_args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "cargo build {cargo_args:?} failed");
+    }
+    path
+}
+
+/// The `live-sim` program (package `live_npc_sim`; `CARGO_BIN_EXE_live-sim` exists only in that
+/// package's own tests).
+pub fn live_sim_exe() -> PathBuf {
+    let name = format!("live-sim{}", std::env::consts::EXE_SUFFIX);
+    built(profile_dir().join(name), &["-p", "live_npc_sim", "--bin", "live-sim"])
+}
+
+/// An example program of this package.
+pub fn example(name: &str) -> PathBuf {
+    let file = format!("{name}{}", std::env::consts::EXE_SUFFIX);
+    built(profile_dir().join("examples").join(file), &["--example", name])
+}
