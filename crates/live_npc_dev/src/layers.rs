@@ -446,8 +446,8 @@ pub fn strip_comments_and_strings(text: &str) -> String {
         if rest.starts_with("//") {
             let end = rest.find('\n').unwrap_or(rest.len());
             i += end;
-        } else if rest.starts_with("/*") {
-            let end = rest[2..].find("*/").map_or(rest.len(), |e| e + 4);
+        } else if let Some(body) = rest.strip_prefix("/*") {
+            let end = body.find("*/").map_or(rest.len(), |e| e + 4);
             keep_newlines(&rest[..end], &mut out);
             i += end;
         } else if let Some(len) = raw_string_len(rest) {
