@@ -166,8 +166,22 @@ pub fn apply_definitions(
     }
 }
 
+/// NPC definitions from `*.npc.json` asset files, hot-reloaded (needs an `AssetPlugin`; without
+/// one, nothing happens). Part of [`LiveNpcPlugins`](crate::plugin::LiveNpcPlugins).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NpcAssetsPlugin;
+
+impl Plugin for NpcAssetsPlugin {
+    fn build(&self, _app: &mut App) {}
+
+    // In `finish`: the `AssetPlugin` may be added after this one.
+    fn finish(&self, app: &mut App) {
+        register(app);
+    }
+}
+
 /// Registers the asset type and loader when the app has an `AssetPlugin`.
-pub(crate) fn register(app: &mut App) {
+fn register(app: &mut App) {
     if !app.world().contains_resource::<AssetServer>() {
         debug!("no AssetPlugin: NPC definition files are not available");
         return;

@@ -58,16 +58,25 @@
 
 pub mod assets;
 #[cfg(feature = "audio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "audio")))]
 pub mod audio;
-/// The player's microphone (feature `mic`, here without the NPC voices of feature `audio`).
+/// NPC voices; with feature `mic` but not `audio`, only the microphone's old path `capture`.
 #[cfg(all(feature = "mic", not(feature = "audio")))]
+#[cfg_attr(docsrs, doc(cfg(feature = "mic")))]
 pub mod audio {
-    pub mod capture;
+    /// The player's microphone: [`crate::mic`], at its old path.
+    pub use crate::mic as capture;
 }
 pub mod conversation;
 pub mod messages;
+#[cfg(feature = "mic")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mic")))]
+pub mod mic;
 pub mod npc;
 pub mod plugin;
+pub mod runtime;
+pub mod schedule;
+pub mod settings;
 #[cfg(feature = "sim")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub mod testing;
@@ -91,19 +100,21 @@ pub use live_npc_sim;
 /// Commonly used items.
 pub mod prelude {
     pub use crate::assets::{NpcDefinition, NpcDefinitionHandle};
-    #[cfg(feature = "mic")]
-    pub use crate::audio::capture::{MicLevel, MicMode, MicStatus, NpcMicPlugin, PlayerMic};
     #[cfg(feature = "audio")]
     pub use crate::audio::{
-        AudioBackendChoice, MouthShape, NpcLipSync, NpcOcclusion, NpcVoice, NpcVoiceSettings, VoiceControl,
+        AudioBackendChoice, MouthShape, NpcAudioPlugin, NpcLipSync, NpcOcclusion, NpcVoice, NpcVoiceSettings,
+        VoiceControl,
     };
     pub use crate::conversation::{MicRoute, NpcCommandsExt, NpcConversation, NpcFocus};
     pub use crate::messages::*;
+    #[cfg(feature = "mic")]
+    pub use crate::mic::{MicLevel, MicMode, MicStatus, NpcMicPlugin, PlayerMic};
     pub use crate::npc::{LiveNpc, NpcListener, NpcState, NpcStats, VadSettings};
     #[cfg(feature = "sim")]
     pub use crate::plugin::SimulatorSettings;
     pub use crate::plugin::{
-        LiveBackend, LiveNpcPlugin, LiveNpcSettings, LiveNpcSystems, npc_focused, npc_listening, npc_speaking,
+        LiveBackend, LiveNpcPlugin, LiveNpcPlugins, LiveNpcSettings, LiveNpcSystems, npc_focused, npc_listening,
+        npc_speaking,
     };
     pub use crate::protocol::LiveError;
     pub use crate::session::{Auth, Secret};

@@ -252,7 +252,7 @@ impl NpcVoice {
 
     /// Moves the voice (world space), gliding over `glide`.
     pub fn set_position(&mut self, position: Vec3, glide: Duration) {
-        self.track.set_position(super::mint_vec(position), Tween { duration: glide, ..Default::default() });
+        self.track.set_position(super::voice::mint_vec(position), Tween { duration: glide, ..Default::default() });
     }
 
     /// Applies `settings`' strength and volume and an occlusion amount (0–1). Only changes

@@ -25,12 +25,17 @@
 //!
 //! See `docs/AUDIO.md` for threads, timing, and running next to `bevy_kira_audio`.
 
+/// The player's microphone: [`crate::mic`], at its old path.
 #[cfg(feature = "mic")]
-pub mod capture;
+#[cfg_attr(docsrs, doc(cfg(feature = "mic")))]
+pub use crate::mic as capture;
 mod components;
+#[cfg(feature = "mic")]
+mod mic_link;
 mod offline;
 mod output;
 mod resample;
+mod settings;
 mod voice;
 
 use std::time::Duration;
@@ -43,53 +48,15 @@ pub use components::{MouthShape, NpcLipSync, NpcOcclusion, NpcVoice, NpcVoiceSet
 pub use offline::{OfflineBackend, OfflineClock, OfflineError, OfflineOutput, OfflineSettings};
 pub use output::{AudioBackendChoice, AudioStatus, NpcAudioOutput};
 pub use resample::SpeechResampler;
+pub use settings::NpcAudioSettings;
 pub use voice::{MODEL_RATE, VoiceControl, VoiceSink, VoiceStats, VoiceStatus};
 
 use crate::conversation::PlaybackDrivenSpeech;
 use crate::messages::{NpcSpeechEnded, NpcSpeechStarted, NpcStateChanged, announce};
 use crate::npc::{NpcListener, NpcState};
-use crate::plugin::LiveNpcSystems;
+pub use crate::schedule::NpcAudioSystems;
+use crate::schedule::{LiveNpcSystems, first_instance};
 use voice::VoiceEvent;
-
-/// Timing of every voice's jitter buffer. A resource; changes apply to voices at once
-/// (pre-buffer) or to the next conversation (the rest).
-#[derive(Resource, Clone, Debug, PartialEq, Reflect)]
-#[reflect(Resource)]
-pub struct NpcAudioSettings {
-    /// Audio queued before a turn starts playing (and again after a buffer underrun). Network
-    /// jitter up to about this much causes no gap.
-    pub prebuffer: Duration,
-    /// Fade-out of a flush (barge-in), also the fade-in after a gap. At most one audio block
-    /// (128 frames) is used.
-    pub flush_fade: Duration,
-    /// A turn whose audio stops arriving for this long counts as ended (the session broke
-    /// off without ending the turn).
-    pub stall_timeout: Duration,
-    /// Most audio queued per voice; more is dropped and counted. Fixed at voice creation.
-    pub max_buffered: Duration,
-}
-
-impl Default for NpcAudioSettings {
-    fn default() -> Self {
-        NpcAudioSettings {
-            prebuffer: Duration::from_millis(60),
-            flush_fade: Duration::from_millis(2),
-            stall_timeout: Duration::from_millis(1500),
-            max_buffered: Duration::from_secs(30),
-        }
-    }
-}
-
-/// System sets of the audio plugin.
-#[derive(SystemSet, Clone, Debug, PartialEq, Eq, Hash)]
-pub enum NpcAudioSystems {
-    /// `PreUpdate`, after [`LiveNpcSystems::Receive`]: playback events become messages and
-    /// state; [`NpcLipSync`] is updated.
-    Playback,
-    /// `PostUpdate`, after `TransformSystems::Propagate`: new voices get tracks; voices and the
-    /// listener follow their entities.
-    Spatial,
-}
 
 /// NPC voice playback. Added by [`LiveNpcPlugin`](crate::plugin::LiveNpcPlugin) (choose the
 /// backend with [`LiveNpcPlugin::audio`](crate::plugin::LiveNpcPlugin::audio)); add it yourself
@@ -114,8 +81,15 @@ pub struct NpcAudioPlugin {
     pub settings: NpcAudioSettings,
 }
 
+/// Marks an app whose voices are set up (a second `NpcAudioPlugin` is skipped).
+#[derive(Resource, Default)]
+struct AudioPluginBuilt;
+
 impl Plugin for NpcAudioPlugin {
     fn build(&self, app: &mut App) {
+        if !first_instance::<AudioPluginBuilt>(app, "NpcAudioPlugin") {
+            return;
+        }
         let output = NpcAudioOutput::new(&self.backend, &self.settings);
         let factory = output.sink_factory();
         app.insert_resource(output)
@@ -143,20 +117,23 @@ impl Plugin for NpcAudioPlugin {
                     .run_if(audio_available),
             )
             .add_systems(Last, finish_on_exit);
+        // The microphone links to the voices (ducking, echo reference) when both are built.
+        #[cfg(feature = "mic")]
+        app.add_systems(
+            PostUpdate,
+            mic_link::adopt_audio_output.in_set(crate::mic::NpcMicSystems::Control).before(crate::mic::sync_target),
+        );
+    }
+
+    // Added by the plugin group and possibly by the app too: the first one runs.
+    fn is_unique(&self) -> bool {
+        false
     }
 }
 
 /// Run condition: NPC voices play (an output device or the offline backend works).
 pub fn audio_available(output: Option<Res<NpcAudioOutput>>) -> bool {
     output.is_some_and(|o| o.is_available())
-}
-
-pub(crate) fn mint_vec(v: Vec3) -> mint::Vector3<f32> {
-    mint::Vector3 { x: v.x, y: v.y, z: v.z }
-}
-
-pub(crate) fn mint_quat(q: Quat) -> mint::Quaternion<f32> {
-    mint::Quaternion { v: mint::Vector3 { x: q.x, y: q.y, z: q.z }, s: q.w }
 }
 
 /// How long a position change glides: one frame, so motion is continuous between frames.

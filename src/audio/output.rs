@@ -18,11 +18,12 @@ use rtrb::{Consumer, Producer, RingBuffer};
 
 use super::components::{NpcVoice, NpcVoiceSettings};
 use super::offline::{OfflineBackend, OfflineOutput};
+use super::settings::NpcAudioSettings;
 use super::voice::{VoiceShared, VoiceSink, VoiceSound, VoiceSoundData, VoiceTiming, voice_pair};
-use super::{NpcAudioSettings, mint_quat, mint_vec};
+use super::voice::{mint_quat, mint_vec};
 use crate::npc::LiveNpc;
-use crate::plugin::AudioSinkFactory;
 use crate::protocol::Modality;
+use crate::schedule::AudioSinkFactory;
 use crate::session::{AudioSink, NullSink};
 
 /// Where the NPC voices go.

@@ -1,173 +1,52 @@
 //! 24 kHz model speech → the output rate, on the network task (never on the audio thread).
 
-use rubato::{FftFixedInOut, Resampler};
+use live_npc_client::dsp::MonoResampler;
 
-/// Input chunk of the FFT resampler: 10 ms at 24 kHz. Smaller chunks add FFT overhead; larger
-/// ones hold back more audio before it reaches the ring.
-const CHUNK_IN_MS: usize = 10;
-
-/// Converts mono 16-bit speech to `f32` at the output rate.
-///
-/// Synchronous FFT resampling (rubato's `FftFixedInOut`, Blackman-Harris windowed sinc filter):
-/// exact for any pair of integer rates. The filter's delay is removed at the start of each
-/// stream and [`finish`](SpeechResampler::finish) flushes the tail, so a stream of `n` input
-/// samples yields exactly `round(n × out / in)` output samples, aligned with the input.
-/// Every buffer is allocated in [`new`](SpeechResampler::new); processing never allocates.
-pub struct SpeechResampler {
-    in_rate: u32,
-    out_rate: u32,
-    kind: Kind,
-    /// Input samples of the current stream.
-    in_total: u64,
-    /// Output samples of the current stream handed to the caller.
-    out_total: u64,
-}
-
-enum Kind {
-    /// Same rate: only the sample format changes.
-    Passthrough {
-        scratch: Vec<f32>,
-    },
-    Fft(Box<FftState>),
-}
-
-struct FftState {
-    inner: FftFixedInOut<f32>,
-    input: Vec<f32>,
-    filled: usize,
-    output: Vec<f32>,
-    /// Output frames still to drop at the start of a stream (the filter's delay).
-    skip: usize,
-    delay: usize,
-}
-
-impl std::fmt::Debug for SpeechResampler {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SpeechResampler").field("in_rate", &self.in_rate).field("out_rate", &self.out_rate).finish()
-    }
-}
+/// Converts mono 16-bit speech to `f32` at the output rate: the workspace's one resampler
+/// ([`MonoResampler`]: rubato's synchronous FFT resampler for these rates, exact for any pair
+/// of integer rates). The filter's delay is removed at the start of each stream and
+/// [`finish`](SpeechResampler::finish) flushes the tail, so a stream of `n` input samples yields
+/// exactly `round(n × out / in)` output samples, aligned with the input. Every buffer is
+/// allocated in [`new`](SpeechResampler::new); processing never allocates.
+#[derive(Debug)]
+pub struct SpeechResampler(MonoResampler);
 
 impl SpeechResampler {
     /// A resampler from `in_rate` to `out_rate` (Hz).
     pub fn new(in_rate: u32, out_rate: u32) -> Result<Self, String> {
-        if in_rate == 0 || out_rate == 0 {
-            return Err(format!("invalid sample rates {in_rate} → {out_rate}"));
-        }
-        let kind = if in_rate == out_rate {
-            Kind::Passthrough { scratch: vec![0.0; 1024] }
-        } else {
-            let chunk = (in_rate as usize * CHUNK_IN_MS / 1000).max(1);
-            let inner = FftFixedInOut::<f32>::new(in_rate as usize, out_rate as usize, chunk, 1)
-                .map_err(|e| format!("resampler {in_rate} → {out_rate}: {e}"))?;
-            let delay = inner.output_delay();
-            let input = vec![0.0; inner.input_frames_max()];
-            let output = vec![0.0; inner.output_frames_max()];
-            Kind::Fft(Box::new(FftState { inner, input, filled: 0, output, skip: delay, delay }))
-        };
-        Ok(SpeechResampler { in_rate, out_rate, kind, in_total: 0, out_total: 0 })
+        MonoResampler::new(in_rate, out_rate).map(SpeechResampler).map_err(|e| e.to_string())
     }
 
     /// The input rate.
     pub fn input_rate(&self) -> u32 {
-        self.in_rate
+        self.0.input_rate()
     }
 
     /// The output rate.
     pub fn output_rate(&self) -> u32 {
-        self.out_rate
+        self.0.output_rate()
     }
 
     /// Output frames the resampler holds back at most (its chunk plus its filter delay).
     pub fn latency_frames(&self) -> usize {
-        match &self.kind {
-            Kind::Passthrough { .. } => 0,
-            Kind::Fft(s) => s.output.len() + s.delay,
-        }
+        self.0.latency_frames()
     }
 
     /// Resamples `pcm`, handing finished output to `emit` (possibly several times, possibly
     /// not at all while a chunk fills).
-    pub fn process(&mut self, pcm: &[i16], mut emit: impl FnMut(&[f32])) {
-        self.in_total += pcm.len() as u64;
-        match &mut self.kind {
-            Kind::Passthrough { scratch } => {
-                for part in pcm.chunks(scratch.len()) {
-                    let out = &mut scratch[..part.len()];
-                    for (o, s) in out.iter_mut().zip(part) {
-                        *o = f32::from(*s) / 32768.0;
-                    }
-                    emit(out);
-                }
-                self.out_total += pcm.len() as u64;
-            }
-            Kind::Fft(s) => {
-                let mut rest = pcm;
-                while !rest.is_empty() {
-                    let room = s.input.len() - s.filled;
-                    let take = room.min(rest.len());
-                    for (o, v) in s.input[s.filled..s.filled + take].iter_mut().zip(&rest[..take]) {
-                        *o = f32::from(*v) / 32768.0;
-                    }
-                    s.filled += take;
-                    rest = &rest[take..];
-                    if s.filled == s.input.len() {
-                        self.out_total += s.run_chunk(usize::MAX, &mut emit) as u64;
-                    }
-                }
-            }
-        }
+    pub fn process(&mut self, pcm: &[i16], emit: impl FnMut(&[f32])) {
+        self.0.push_i16(pcm, emit);
     }
 
     /// Ends the stream: emits the held-back tail (exactly up to the input's length) and
     /// resets for the next stream.
-    pub fn finish(&mut self, mut emit: impl FnMut(&[f32])) {
-        if let Kind::Fft(s) = &mut self.kind {
-            let target =
-                (self.in_total as u128 * self.out_rate as u128 + self.in_rate as u128 / 2) / self.in_rate as u128;
-            let target = target as u64;
-            // Each zero-padded chunk pushes out one chunk of output; bounded by the delay.
-            let mut guard = 0;
-            while self.out_total < target && guard < 8 {
-                s.input[s.filled..].fill(0.0);
-                s.filled = s.input.len();
-                let want = (target - self.out_total) as usize;
-                self.out_total += s.run_chunk(want, &mut emit) as u64;
-                guard += 1;
-            }
-        }
-        self.reset();
+    pub fn finish(&mut self, emit: impl FnMut(&[f32])) {
+        self.0.finish(emit);
     }
 
     /// Drops everything held and starts a new stream.
     pub fn reset(&mut self) {
-        if let Kind::Fft(s) = &mut self.kind {
-            s.inner.reset();
-            s.filled = 0;
-            s.skip = s.delay;
-        }
-        self.in_total = 0;
-        self.out_total = 0;
-    }
-}
-
-impl FftState {
-    /// Resamples the full input chunk; emits at most `limit` frames after the delay skip.
-    fn run_chunk(&mut self, limit: usize, emit: &mut impl FnMut(&[f32])) -> usize {
-        self.filled = 0;
-        let input = [&self.input[..]];
-        let mut output = [&mut self.output[..]];
-        let Ok((_, produced)) = self.inner.process_into_buffer(&input, &mut output, None) else {
-            // Buffers are sized by the resampler itself; an error here would be a bug in
-            // the sizes, and silence is the safe answer.
-            return 0;
-        };
-        let skip = self.skip.min(produced);
-        self.skip -= skip;
-        let end = produced.min(skip.saturating_add(limit));
-        if end > skip {
-            emit(&self.output[skip..end]);
-        }
-        end - skip
+        self.0.reset();
     }
 }
 

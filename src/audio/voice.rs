@@ -689,6 +689,16 @@ impl SoundData for VoiceSoundData {
     }
 }
 
+/// A Bevy vector as kira takes it.
+pub(crate) fn mint_vec(v: bevy::math::Vec3) -> mint::Vector3<f32> {
+    mint::Vector3 { x: v.x, y: v.y, z: v.z }
+}
+
+/// A Bevy rotation as kira takes it.
+pub(crate) fn mint_quat(q: bevy::math::Quat) -> mint::Quaternion<f32> {
+    mint::Quaternion { v: mint::Vector3 { x: q.x, y: q.y, z: q.z }, s: q.w }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

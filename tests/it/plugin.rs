@@ -468,3 +468,114 @@ fn plugin_fetches_a_token_per_session_from_a_token_server() {
     drop(app);
     rt.block_on(server.shutdown());
 }
+
+// ---------------------------------------------------------------- the plugin group
+
+mod group {
+    use bevy::app::PluginGroup;
+    use bevy::ecs::schedule::ScheduleLabel;
+    use bevy::prelude::*;
+    use bevy::transform::TransformPlugin;
+    use bevy_live_npc::audio::{AudioBackendChoice, NpcAudioOutput, NpcAudioPlugin, NpcAudioSettings, OfflineOutput};
+    use bevy_live_npc::mic::{MicEchoReference, NpcMicPlugin};
+    use bevy_live_npc::plugin::{LiveNpcPlugins, LiveNpcRuntime};
+    use bevy_live_npc::prelude::{LiveNpcSettings, MicRoute, NpcFocus};
+    use bevy_live_npc::testing::sim_plugin;
+    use bevy_live_npc::tools::NpcToolRegistry;
+
+    fn custom_audio() -> (NpcAudioPlugin, OfflineOutput) {
+        let output = OfflineOutput::manual(48_000);
+        let settings = NpcAudioSettings { prebuffer: std::time::Duration::from_millis(123), ..Default::default() };
+        (NpcAudioPlugin { backend: AudioBackendChoice::Offline(output.clone()), settings }, output)
+    }
+
+    fn base() -> App {
+        let mut app = App::new();
+        app.add_plugins((MinimalPlugins, TransformPlugin));
+        app
+    }
+
+    /// The plugin alone, its voices on an offline output.
+    fn offline_app() -> App {
+        let mut app = base();
+        app.add_plugins(sim_plugin(None).audio(AudioBackendChoice::Offline(OfflineOutput::manual(48_000))));
+        app
+    }
+
+    fn run(mut app: App) -> App {
+        app.finish();
+        app.cleanup();
+        app.update();
+        app
+    }
+
+    fn systems(app: &App, label: impl ScheduleLabel) -> usize {
+        app.get_schedule(label).and_then(|s| s.systems().ok()).map_or(0, Iterator::count)
+    }
+
+    fn counts(app: &App) -> [usize; 3] {
+        [systems(app, PreUpdate), systems(app, Update), systems(app, PostUpdate)]
+    }
+
+    fn prebuffer_ms(app: &App) -> u128 {
+        app.world().resource::<NpcAudioSettings>().prebuffer.as_millis()
+    }
+
+    #[test]
+    fn the_plugin_adds_the_whole_group() {
+        let mut app = base();
+        app.add_plugins(sim_plugin(None));
+        let app = run(app);
+        let w = app.world();
+        assert!(w.contains_resource::<LiveNpcSettings>() && w.contains_resource::<LiveNpcRuntime>());
+        assert!(w.contains_resource::<NpcToolRegistry>() && w.contains_resource::<NpcFocus>());
+        assert!(w.contains_resource::<MicRoute>() && w.contains_resource::<NpcAudioOutput>());
+        assert!(w.contains_resource::<MicEchoReference>(), "the microphone plugin is part of the group");
+        assert!(app.is_plugin_added::<NpcAudioPlugin>() && app.is_plugin_added::<NpcMicPlugin>());
+    }
+
+    #[test]
+    fn the_group_can_leave_the_microphone_out() {
+        let mut app = base();
+        app.add_plugins(sim_plugin(None).into_group().build().disable::<NpcMicPlugin>());
+        let app = run(app);
+        assert!(!app.is_plugin_added::<NpcMicPlugin>());
+        assert!(!app.world().contains_resource::<MicEchoReference>());
+        assert!(app.world().contains_resource::<NpcAudioOutput>(), "the rest is there");
+    }
+
+    #[test]
+    fn the_group_takes_a_configured_audio_plugin() {
+        let (audio, output) = custom_audio();
+        let mut app = base();
+        app.add_plugins(LiveNpcPlugins::from(sim_plugin(None)).set(audio));
+        let app = run(app);
+        assert_eq!(prebuffer_ms(&app), 123);
+        assert!(app.world().resource::<NpcAudioOutput>().is_available());
+        assert_eq!(output.render(128).len(), 256, "voices go to the configured offline output");
+    }
+
+    #[test]
+    fn an_audio_plugin_added_before_the_plugin_is_the_one_that_runs() {
+        let reference = counts(&run(offline_app()));
+        let (audio, output) = custom_audio();
+        let mut app = base();
+        app.add_plugins(audio).add_plugins(sim_plugin(None));
+        let app = run(app);
+        assert_eq!(prebuffer_ms(&app), 123, "the app's own configuration wins");
+        assert_eq!(output.render(128).len(), 256, "and its output is the one that plays");
+        assert_eq!(counts(&app), reference, "one instance of every system");
+    }
+
+    #[test]
+    fn an_audio_plugin_added_after_the_group_is_skipped() {
+        let reference = counts(&run(offline_app()));
+        let (audio, output) = custom_audio();
+        let mut app = offline_app();
+        app.add_plugins(audio).add_plugins(NpcMicPlugin);
+        let app = run(app);
+        assert_eq!(prebuffer_ms(&app), NpcAudioSettings::default().prebuffer.as_millis(), "the first one runs");
+        assert_eq!(counts(&app), reference, "one instance of every system");
+        assert!(output.render(16).is_empty(), "the skipped plugin's output never got a mixer");
+    }
+}

@@ -44,6 +44,8 @@ pub mod http;
 pub mod protocol;
 pub mod rfc3339;
 pub mod secret;
+#[doc(hidden)]
+pub mod server;
 pub mod session;
 pub mod tls;
 pub mod token;

@@ -30,13 +30,13 @@ use std::time::{Duration, SystemTime};
 use thiserror::Error;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, oneshot};
-use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::http::{self, HttpError, Url};
 use crate::protocol::{AuthToken, CreateAuthTokenRequest, Setup, scrub_secrets};
 pub use crate::rfc3339::{format_rfc3339, parse_rfc3339};
 use crate::secret::Secret;
+use crate::server::ServerTask;
 
 /// The real service's REST base URL (tokens are minted at `{base}/v1alpha/auth_tokens`).
 pub const GEMINI_REST_URL: &str = "https://generativelanguage.googleapis.com";
@@ -238,8 +238,7 @@ impl TokenServerConfig {
 #[derive(Debug)]
 pub struct TokenServer {
     addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    server: ServerTask,
 }
 
 impl TokenServer {
@@ -247,10 +246,10 @@ impl TokenServer {
     pub async fn start(addr: SocketAddr, config: TokenServerConfig) -> std::io::Result<TokenServer> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(serve(listener, Arc::new(config), stopped));
+        let config = Arc::new(config);
+        let server = ServerTask::spawn(|stopped| serve(listener, config, stopped));
         info!("token server: listening on http://{addr}");
-        Ok(TokenServer { addr, stop: Some(stop), task: Some(task) })
+        Ok(TokenServer { addr, server })
     }
 
     /// The bound address.
@@ -263,25 +262,9 @@ impl TokenServer {
         format!("http://{}/token", self.addr)
     }
 
-    /// Stops serving and waits for the server task.
+    /// Stops serving and waits for the server task (dropping it stops it at once).
     pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
-    }
-}
-
-impl Drop for TokenServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+        self.server.shutdown().await;
     }
 }
 

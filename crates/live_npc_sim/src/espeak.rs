@@ -99,33 +99,18 @@ fn espeak(program: &str, voice: &Voice, language: Option<&str>, text: &str) -> R
     resample(&samples, spec.sample_rate, VOICE_SAMPLE_RATE)
 }
 
-/// Resamples 16-bit mono audio with rubato (FFT, fixed input chunks).
+/// Resamples 16-bit mono audio with the workspace's one resampler (exact output length).
 fn resample(x: &[i16], from: u32, to: u32) -> Result<Vec<i16>, String> {
-    use rubato::{FftFixedIn, Resampler};
     if from == to || x.is_empty() {
         return Ok(x.to_vec());
     }
-    if from == 0 {
-        return Err("WAV sample rate 0".to_owned());
-    }
-    const CHUNK: usize = 1024;
-    let mut r = FftFixedIn::<f32>::new(from as usize, to as usize, CHUNK, 2, 1).map_err(|e| e.to_string())?;
-    let delay = r.output_delay();
-    let input: Vec<f32> = x.iter().map(|&s| f32::from(s) / 32768.0).collect();
-    let mut out: Vec<f32> = Vec::with_capacity(x.len() * to as usize / from as usize + CHUNK * 2);
-    let mut pos = 0;
-    while pos + CHUNK <= input.len() {
-        let o = r.process(&[&input[pos..pos + CHUNK]], None).map_err(|e| e.to_string())?;
-        out.extend_from_slice(&o[0]);
-        pos += CHUNK;
-    }
-    // The tail, then silence to flush the filter's delay.
-    let o = r.process_partial(Some(&[&input[pos..]]), None).map_err(|e| e.to_string())?;
-    out.extend_from_slice(&o[0]);
-    let o = r.process_partial::<&[f32]>(None, None).map_err(|e| e.to_string())?;
-    out.extend_from_slice(&o[0]);
-    let want = (x.len() as u64 * u64::from(to) / u64::from(from)) as usize;
-    Ok(out.iter().skip(delay).take(want).map(|v| (v * 32768.0).round().clamp(-32768.0, 32767.0) as i16).collect())
+    let mut r = live_npc_client::dsp::MonoResampler::new(from, to).map_err(|e| e.to_string())?;
+    let want = u64::try_from(x.len()).unwrap_or(u64::MAX).saturating_mul(u64::from(to)) / u64::from(from);
+    let mut out = Vec::with_capacity(usize::try_from(want).unwrap_or(0).saturating_add(1));
+    let mut keep = |s: &[f32]| out.extend(s.iter().map(|v| (v * 32768.0).round().clamp(-32768.0, 32767.0) as i16));
+    r.push_i16(x, &mut keep);
+    r.finish(&mut keep);
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -42,9 +42,11 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
+
+use live_npc_client::server::ServerTask;
 use tracing::{info, warn};
 
 pub use error::SimError;
@@ -245,9 +247,8 @@ impl LiveSimBuilder {
             connections: AtomicU64::new(0),
             clock_offset_ms: AtomicU64::new(0),
         });
-        let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(accept_loop(listener, shared.clone(), acceptor, stopped));
-        let sim = LiveSim { addr, ca, shared, stop: Some(stop), task: Some(task), thread: None };
+        let server = ServerTask::spawn(|stopped| accept_loop(listener, shared.clone(), acceptor, stopped));
+        let sim = LiveSim { addr, ca, shared, server, thread: None };
         info!("live-sim: listening on {}", sim.base_url());
         Ok(sim)
     }
@@ -268,7 +269,7 @@ impl LiveSimBuilder {
                 runtime.block_on(async move {
                     match self.start().await {
                         Ok(mut sim) => {
-                            let task = sim.task.take();
+                            let task = sim.server.take_task();
                             let _ = tx.send(Ok(sim));
                             if let Some(task) = task {
                                 let _ = task.await;
@@ -294,8 +295,7 @@ pub struct LiveSim {
     addr: SocketAddr,
     ca: Option<CaFile>,
     shared: Arc<Shared>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    server: ServerTask,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -374,23 +374,14 @@ impl LiveSim {
 
     /// Stops accepting, ends every connection and waits for the server task.
     pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
+        self.server.shutdown().await;
     }
 }
 
 impl Drop for LiveSim {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+        // Stop (and abort) the accept loop first: a background thread ends with it.
+        drop(std::mem::take(&mut self.server));
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }

@@ -1,8 +1,9 @@
 //! Server-side voice-activity detection, as the Live API's automatic activity detection does it.
 //!
-//! The detector is the [`earshot`] neural VAD, which scores 16 ms frames (256 samples at 16 kHz)
-//! between 0 (no voice) and 1 (voice). Input at any other rate is first resampled to 16 kHz with
-//! rubato. On top of the per-frame scores sits a small state machine:
+//! The detector is the earshot neural VAD, which scores 16 ms frames (256 samples at 16 kHz)
+//! between 0 (no voice) and 1 (voice). Input at any other rate is first resampled to 16 kHz (the
+//! workspace's one resampler). On top of the per-frame scores sits the shared speech gate
+//! ([`SpeechGate`]), with these rules:
 //!
 //! | sensitivity | `HIGH` (also unspecified) | `LOW` |
 //! |---|---|---|
@@ -18,17 +19,11 @@
 //!
 //! All positions count received input samples at the input rate; wall-clock time plays no part.
 
-use earshot::Detector;
-use rubato::{
-    Resampler, SincFixedIn, SincInterpolationParameters, SincInterpolationType, WindowFunction, calculate_cutoff,
-};
-
+use live_npc_client::dsp::{FRAME, GateChange, GateFrame, GateRules, MonoResampler, SpeechGate};
 use live_npc_client::protocol::{AutomaticActivityDetection, EndSensitivity, StartSensitivity};
 
 /// The rate earshot works at.
 const VAD_RATE: u32 = 16_000;
-/// Earshot's frame: 256 samples at 16 kHz.
-const FRAME: usize = 256;
 /// Milliseconds per frame.
 const FRAME_MS: u32 = 16;
 /// Input rates are clamped into this range so that the resampler can always be built.
@@ -119,6 +114,26 @@ struct Rules {
 }
 
 impl Rules {
+    fn gate(&self) -> GateRules {
+        GateRules {
+            start_threshold: self.start_threshold,
+            stay_threshold: self.stay_threshold,
+            onset_frames: self.start_frames,
+            hangover_frames: self.end_frames,
+            // The server scores every frame, however quiet.
+            floor: 0.0,
+        }
+    }
+
+    fn from_gate(g: GateRules) -> Rules {
+        Rules {
+            start_threshold: g.start_threshold,
+            start_frames: g.onset_frames,
+            stay_threshold: g.stay_threshold,
+            end_frames: g.hangover_frames,
+        }
+    }
+
     fn new(config: &VadConfig) -> Rules {
         let padding_frames = config.prefix_padding_ms.div_ceil(FRAME_MS).max(2);
         let (start_threshold, start_frames) = match config.start_sensitivity {
@@ -138,198 +153,144 @@ impl Rules {
     }
 }
 
-/// Turns input at any rate into a 16 kHz stream.
-///
-/// For non-16 kHz input, samples are collected into 10 ms chunks and run through a 64-tap sinc
-/// resampler. Latency: up to one chunk (10 ms) of input waits in the accumulator; the
-/// resampler's own delay is removed by dropping its first output samples, so 16 kHz sample `k`
-/// lines up with input time `k / 16000` s of the segment.
+/// Turns input at any rate into a 16 kHz stream, through the workspace's one resampler
+/// ([`MonoResampler`]: FFT for common rates, 128-tap sinc otherwise). Latency: up to one chunk
+/// (10 ms) of input waits in it; its delay is removed at the start of a stream, so 16 kHz sample
+/// `k` lines up with input time `k / 16000` s of the segment.
 struct Front {
     rate: u32,
-    resampler: Option<Box<SincFixedIn<f32>>>,
-    chunk_in: usize,
-    res_in: Vec<Vec<f32>>,
-    res_out: Vec<Vec<f32>>,
-    /// Resampler output samples still to drop (its delay).
-    skip_out: usize,
+    /// `None` at 16 kHz (and, were it ever to fail, for a rate it cannot convert: that input is
+    /// ignored rather than panicking).
+    resampler: Option<MonoResampler>,
+    /// The resampler's output as 16-bit samples (reused).
+    pcm: Vec<i16>,
 }
 
 impl Front {
     fn new(rate: u32) -> Front {
         let rate = rate.clamp(MIN_RATE, MAX_RATE);
-        let mut front = Front {
-            rate,
-            resampler: None,
-            chunk_in: 0,
-            res_in: vec![Vec::new()],
-            res_out: vec![Vec::new()],
-            skip_out: 0,
-        };
-        if rate != VAD_RATE {
-            let sinc_len = 64;
-            let window = WindowFunction::BlackmanHarris2;
-            let params = SincInterpolationParameters {
-                sinc_len,
-                f_cutoff: calculate_cutoff(sinc_len, window),
-                oversampling_factor: 128,
-                interpolation: SincInterpolationType::Linear,
-                window,
-            };
-            let chunk_in = (rate / 100).max(16) as usize;
-            let ratio = f64::from(VAD_RATE) / f64::from(rate);
-            // Construction only fails for invalid ratios or sizes, which the clamping rules out;
-            // should it fail anyway, input is ignored rather than panicking.
-            if let Ok(resampler) = SincFixedIn::<f32>::new(ratio, 1.0, params, chunk_in, 1) {
-                front.skip_out = resampler.output_delay();
-                front.res_out = resampler.output_buffer_allocate(true);
-                front.res_in = vec![Vec::with_capacity(chunk_in)];
-                front.chunk_in = chunk_in;
-                front.resampler = Some(Box::new(resampler));
-            }
-        }
-        front
+        let resampler = if rate == VAD_RATE { None } else { MonoResampler::new(rate, VAD_RATE).ok() };
+        let pcm = Vec::with_capacity(resampler.as_ref().map_or(0, MonoResampler::latency_frames));
+        Front { rate, resampler, pcm }
     }
 
     /// Drops pending input and restarts the resampler (keeping its buffers).
     fn restart(&mut self) {
         if let Some(resampler) = &mut self.resampler {
             resampler.reset();
-            self.skip_out = resampler.output_delay();
-        }
-        for ch in &mut self.res_in {
-            ch.clear();
         }
     }
 }
 
-/// The 16 kHz side: framing, earshot, and the speech state machine.
+/// The 16 kHz side: the shared speech gate (framing, earshot, pitch, onset and hangover), and
+/// the positions of what it finds in received input samples.
 struct Detect {
-    rules: Rules,
-    detector: Box<Detector>,
+    gate: SpeechGate,
+    track: Track,
+}
+
+/// Where the gate's frames lie in the input, and the dating of an utterance's start.
+struct Track {
     /// Input rate of the current segment (for position mapping).
     rate: u32,
-    frame: [i16; FRAME],
-    prev_frame: [i16; FRAME],
-    frame_len: usize,
-    /// 16 kHz index (within the segment) of the first sample of `frame`.
-    frame_k: u64,
     /// Input position where the current segment (constant rate, continuous stream) starts.
     seg_input_base: u64,
-    /// 16 kHz samples taken in the current segment.
-    seg_k: u64,
+    /// The gate's frame index of the segment's first frame.
+    seg_first_frame: u64,
+    /// Score a frame needs to extend an utterance (for the end of its last voiced frame).
+    stay_threshold: f32,
     /// Recent frames (start position, score), oldest first once full; `hist_len` valid entries
     /// ending at `hist_head`.
     hist: [(u64, f32); HISTORY],
     hist_head: usize,
     hist_len: usize,
-    in_speech: bool,
-    run_frames: u32,
     run_start: u64,
-    run_periodic: bool,
-    silence_frames: u32,
     speech_start: u64,
     last_voiced_end: u64,
-    /// Scratch for the periodicity check (two frames as f32 plus the prefix energy sums).
-    pitch: live_npc_client::dsp::PitchCheck,
 }
 
 impl Detect {
     fn new(rules: Rules, rate: u32) -> Detect {
         Detect {
-            rules,
-            detector: Detector::default_boxed(),
-            rate,
-            frame: [0; FRAME],
-            prev_frame: [0; FRAME],
-            frame_len: 0,
-            frame_k: 0,
-            seg_input_base: 0,
-            seg_k: 0,
-            hist: [(0, 0.0); HISTORY],
-            hist_head: 0,
-            hist_len: 0,
-            in_speech: false,
-            run_frames: 0,
-            run_start: 0,
-            run_periodic: false,
-            silence_frames: 0,
-            speech_start: 0,
-            last_voiced_end: 0,
-            pitch: live_npc_client::dsp::PitchCheck::default(),
+            gate: SpeechGate::new(rules.gate()),
+            track: Track {
+                rate,
+                seg_input_base: 0,
+                seg_first_frame: 0,
+                stay_threshold: rules.stay_threshold,
+                hist: [(0, 0.0); HISTORY],
+                hist_head: 0,
+                hist_len: 0,
+                run_start: 0,
+                speech_start: 0,
+                last_voiced_end: 0,
+            },
         }
     }
 
+    fn rules(&self) -> Rules {
+        Rules::from_gate(self.gate.rules())
+    }
+
+    /// Starts a new segment at input position `at` (after a rate change or flush): the partial
+    /// frame is dropped because its samples belong to the old mapping.
+    fn new_segment(&mut self, at: u64, rate: u32) {
+        self.gate.drop_partial();
+        self.track.seg_input_base = at;
+        self.track.seg_first_frame = self.gate.frames();
+        self.track.rate = rate;
+    }
+
+    fn feed(&mut self, samples: &[i16], events: &mut Vec<VadEvent>) {
+        let track = &mut self.track;
+        self.gate.push(samples, |frame, _| track.frame(frame, events));
+    }
+
+    /// Ends speech at input position `at` if inside speech.
+    fn end_now(&mut self, at: u64, events: &mut Vec<VadEvent>) {
+        if self.gate.is_open() {
+            events.push(VadEvent::SpeechEnd {
+                at,
+                speech_samples: self.track.last_voiced_end.saturating_sub(self.track.speech_start),
+            });
+        }
+        self.gate.close();
+        self.track.hist_len = 0;
+    }
+}
+
+impl Track {
     /// Input position of 16 kHz sample `k` of the current segment.
     fn pos(&self, k: u64) -> u64 {
         let offset = u128::from(k) * u128::from(self.rate) / u128::from(VAD_RATE);
         self.seg_input_base.saturating_add(u64::try_from(offset).unwrap_or(u64::MAX))
     }
 
-    /// Starts a new segment at input position `at` (after a rate change or flush): the partial
-    /// frame is dropped because its samples belong to the old mapping.
-    fn new_segment(&mut self, at: u64, rate: u32) {
-        self.seg_input_base = at;
-        self.seg_k = 0;
-        self.frame_len = 0;
-        self.rate = rate;
-    }
-
-    fn feed(&mut self, sample: i16, events: &mut Vec<VadEvent>) {
-        if self.frame_len == 0 {
-            self.frame_k = self.seg_k;
+    fn frame(&mut self, frame: &GateFrame, events: &mut Vec<VadEvent>) {
+        let k = frame.index.saturating_sub(self.seg_first_frame).saturating_mul(FRAME as u64);
+        let start = self.pos(k);
+        let end = self.pos(k.saturating_add(FRAME as u64));
+        // The first voiced frame of a run: date the run back over the frames leading up to it.
+        if frame.run == 1 {
+            self.run_start = self.onset_before(start);
         }
-        self.frame[self.frame_len] = sample;
-        self.frame_len += 1;
-        self.seg_k += 1;
-        if self.frame_len == FRAME {
-            self.frame_len = 0;
-            self.process_frame(events);
-            self.prev_frame = self.frame;
-        }
-    }
-
-    fn process_frame(&mut self, events: &mut Vec<VadEvent>) {
-        let score = self.detector.predict_i16(&self.frame);
-        let start = self.pos(self.frame_k);
-        let end = self.pos(self.frame_k + FRAME as u64);
-        if self.in_speech {
-            if score >= self.rules.stay_threshold {
-                self.silence_frames = 0;
-                self.last_voiced_end = end;
-            } else {
-                self.silence_frames += 1;
-                if self.silence_frames >= self.rules.end_frames {
-                    self.in_speech = false;
-                    self.run_frames = 0;
-                    self.run_periodic = false;
-                    self.hist_len = 0;
-                    events.push(VadEvent::SpeechEnd {
-                        at: end,
-                        speech_samples: self.last_voiced_end.saturating_sub(self.speech_start),
-                    });
-                }
-            }
-        } else if score >= self.rules.start_threshold {
-            if self.run_frames == 0 {
-                self.run_start = self.onset_before(start);
-            }
-            self.run_frames = self.run_frames.saturating_add(1);
-            // Only computed while a start is pending, so it costs nothing in silence or speech.
-            if !self.run_periodic {
-                self.run_periodic = self.periodic();
-            }
-            if self.run_frames >= self.rules.start_frames && self.run_periodic {
-                self.in_speech = true;
-                self.silence_frames = 0;
+        match frame.change {
+            Some(GateChange::Opened { .. }) => {
                 self.speech_start = self.run_start;
                 self.last_voiced_end = end;
                 events.push(VadEvent::SpeechStart { at: self.run_start });
             }
-        } else {
-            self.run_frames = 0;
-            self.run_periodic = false;
+            Some(GateChange::Closed) => {
+                self.hist_len = 0;
+                events.push(VadEvent::SpeechEnd {
+                    at: end,
+                    speech_samples: self.last_voiced_end.saturating_sub(self.speech_start),
+                });
+            }
+            None if frame.open && frame.score >= self.stay_threshold => self.last_voiced_end = end,
+            None => {}
         }
-        self.remember(start, score);
+        self.remember(start, frame.score);
     }
 
     /// The start of the contiguous stretch of recent frames scoring at least [`ONSET_THRESHOLD`]
@@ -351,26 +312,6 @@ impl Detect {
         self.hist[self.hist_head] = (start, score);
         self.hist_head = (self.hist_head + 1) % HISTORY;
         self.hist_len = (self.hist_len + 1).min(HISTORY);
-    }
-
-    /// Whether the last two frames have a pitch (see [`crate::pitch`]).
-    fn periodic(&mut self) -> bool {
-        self.pitch.periodic(&self.prev_frame, &self.frame)
-    }
-
-    /// Ends speech at input position `at` if inside speech.
-    fn end_now(&mut self, at: u64, events: &mut Vec<VadEvent>) {
-        if self.in_speech {
-            events.push(VadEvent::SpeechEnd {
-                at,
-                speech_samples: self.last_voiced_end.saturating_sub(self.speech_start),
-            });
-        }
-        self.in_speech = false;
-        self.run_frames = 0;
-        self.run_periodic = false;
-        self.silence_frames = 0;
-        self.hist_len = 0;
     }
 }
 
@@ -410,34 +351,16 @@ impl Vad {
         self.received = self.received.saturating_add(samples.len() as u64);
         let Some(resampler) = &mut self.front.resampler else {
             if self.front.rate == VAD_RATE {
-                for &s in samples {
-                    self.detect.feed(s, events);
-                }
+                self.detect.feed(samples, events);
             }
             return;
         };
-        let mut rest = samples;
-        while !rest.is_empty() {
-            let acc = &mut self.front.res_in[0];
-            let take = (self.front.chunk_in - acc.len()).min(rest.len());
-            acc.extend(rest[..take].iter().map(|&s| f32::from(s) / 32768.0));
-            rest = &rest[take..];
-            if acc.len() < self.front.chunk_in {
-                break;
-            }
-            let produced = resampler.process_into_buffer(&self.front.res_in, &mut self.front.res_out, None);
-            self.front.res_in[0].clear();
-            let Ok((_, produced)) = produced else {
-                continue;
-            };
-            let out = &self.front.res_out[0][..produced];
-            let skip = self.front.skip_out.min(out.len());
-            self.front.skip_out -= skip;
-            for &v in &out[skip..] {
-                let s = (v * 32768.0).round().clamp(-32768.0, 32767.0) as i16;
-                self.detect.feed(s, events);
-            }
-        }
+        let (pcm, detect) = (&mut self.front.pcm, &mut self.detect);
+        resampler.push_i16(samples, |out| {
+            pcm.clear();
+            pcm.extend(out.iter().map(|&v| (v * 32768.0).round().clamp(-32768.0, 32767.0) as i16));
+            detect.feed(pcm, events);
+        });
     }
 
     /// Flush (audioStreamEnd): if in speech, end it now (at the current input position) and emit
@@ -446,14 +369,13 @@ impl Vad {
     pub fn flush(&mut self, events: &mut Vec<VadEvent>) {
         self.detect.end_now(self.received, events);
         self.front.restart();
-        self.detect.detector.reset();
-        self.detect.prev_frame = [0; FRAME];
+        self.detect.gate.reset();
         self.detect.new_segment(self.received, self.front.rate);
     }
 
     /// Whether currently inside speech.
     pub fn in_speech(&self) -> bool {
-        self.detect.in_speech
+        self.detect.gate.is_open()
     }
 
     /// Change the input rate (a client may switch `rate=` mid-session); resets internal resampler
@@ -471,7 +393,7 @@ impl Vad {
     /// Back to the state of a new detector (same settings and rate); positions restart at 0.
     pub fn reset(&mut self) {
         self.front.restart();
-        self.detect = Detect::new(self.detect.rules, self.front.rate);
+        self.detect = Detect::new(self.detect.rules(), self.front.rate);
         self.received = 0;
     }
 }
@@ -479,7 +401,7 @@ impl Vad {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rubato::FftFixedIn;
+    use rubato::{FftFixedIn, Resampler};
 
     const PHRASES: [&str; 3] = ["player-hello-16k.wav", "player-open-gate-16k.wav", "player-interrupt-16k.wav"];
 

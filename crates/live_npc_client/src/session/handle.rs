@@ -1,8 +1,8 @@
 //! The interfaces between a session task and the rest of the program: commands in, events out,
 //! microphone audio through its own queue, model audio to a sink, metrics.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
@@ -270,6 +270,8 @@ pub struct SessionHandle {
     pub(crate) mic: MicHandle,
     pub(crate) metrics: Arc<SessionMetrics>,
     pub(crate) task: Option<tokio::task::JoinHandle<()>>,
+    /// Without a task: the [`SessionPeer`] standing in for it, while it lives.
+    pub(crate) peer: Option<Weak<()>>,
 }
 
 /// Why a command could not be queued.
@@ -330,7 +332,31 @@ impl SessionHandle {
 
     /// Whether the task has ended.
     pub fn is_finished(&self) -> bool {
-        self.task.as_ref().is_none_or(|t| t.is_finished())
+        match &self.task {
+            Some(task) => task.is_finished(),
+            None => self.peer.as_ref().is_none_or(|peer| peer.strong_count() == 0),
+        }
+    }
+
+    /// A handle with no session task behind it, and its far end: what a task would see. For
+    /// testing code that drives sessions (events in, commands out) without a server or a
+    /// runtime. `capacity` bounds each queue as in [`SessionConfig`](super::SessionConfig).
+    pub fn pair(capacity: usize) -> (SessionHandle, SessionPeer) {
+        let capacity = capacity.max(1);
+        let (cmd_tx, cmd_rx) = mpsc::channel(capacity);
+        let (ev_tx, ev_rx) = crossbeam_channel::bounded(capacity);
+        let metrics = Arc::new(SessionMetrics::default());
+        let mic = MicHandle::new(capacity, metrics.clone());
+        let alive = Arc::new(());
+        let handle = SessionHandle {
+            commands: cmd_tx,
+            events: ev_rx,
+            mic: mic.clone(),
+            metrics,
+            task: None,
+            peer: Some(Arc::downgrade(&alive)),
+        };
+        (handle, SessionPeer { events: ev_tx, commands: cmd_rx, mic, _alive: alive })
     }
 
     /// Asks the session to close cleanly (non-blocking).
@@ -350,3 +376,60 @@ impl Drop for SessionHandle {
 }
 
 pub(crate) type EventSender = crossbeam_channel::Sender<SessionEvent>;
+
+/// The far end of [`SessionHandle::pair`]: it sends the events a session task would send and
+/// receives the commands and microphone audio the handle's owner sends. Dropping it ends the
+/// "session" ([`SessionHandle::is_finished`]).
+#[derive(Debug)]
+pub struct SessionPeer {
+    events: EventSender,
+    commands: mpsc::Receiver<SessionCommand>,
+    mic: MicHandle,
+    _alive: Arc<()>,
+}
+
+impl SessionPeer {
+    /// Delivers an event to the handle; `false` when its queue is full or the handle is gone.
+    pub fn send_event(&self, event: SessionEvent) -> bool {
+        self.events.try_send(event).is_ok()
+    }
+
+    /// The next command the handle's owner sent, if any.
+    pub fn try_command(&mut self) -> Option<SessionCommand> {
+        self.commands.try_recv().ok()
+    }
+
+    /// The next chunk of microphone audio pushed to the handle's [`MicHandle`], if any.
+    pub fn try_mic_chunk(&self) -> Option<Vec<i16>> {
+        self.mic.queue.chunks.pop()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_paired_handle_talks_to_its_peer_and_ends_with_it() {
+        let (handle, mut peer) = SessionHandle::pair(2);
+        assert!(!handle.is_finished());
+        handle.say("hello").expect("queued");
+        assert!(matches!(peer.try_command(), Some(SessionCommand::Text { text, .. }) if text == "hello"));
+        assert!(peer.try_command().is_none());
+        assert_eq!(handle.commands_pending(), 0);
+        handle.send(SessionCommand::ActivityStart).expect("queued");
+        assert_eq!(handle.commands_pending(), 1);
+
+        assert!(peer.send_event(SessionEvent::ModelTurnStarted));
+        assert!(peer.send_event(SessionEvent::Interrupted));
+        // Bounded: a third event does not fit.
+        assert!(!peer.send_event(SessionEvent::Interrupted));
+        assert!(matches!(handle.try_event(), Some(SessionEvent::ModelTurnStarted)));
+
+        handle.mic().push(&[1, 2, 3]);
+        assert_eq!(peer.try_mic_chunk(), Some(vec![1, 2, 3]));
+
+        drop(peer);
+        assert!(handle.is_finished());
+    }
+}

@@ -52,7 +52,7 @@ pub use config::{
 };
 pub use handle::{
     AudioSink, ConnectionState, MicHandle, NullSink, SendError, SessionCommand, SessionEvent, SessionHandle,
-    SessionMetrics, TextMode,
+    SessionMetrics, SessionPeer, TextMode,
 };
 
 /// The tokio runtime all sessions share. Dropping it closes every session.
@@ -118,7 +118,7 @@ impl LiveRuntime {
                 task.run().await;
             })
         });
-        SessionHandle { commands: cmd_tx, events: ev_rx, mic, metrics, task: join }
+        SessionHandle { commands: cmd_tx, events: ev_rx, mic, metrics, task: join, peer: None }
     }
 
     /// Sessions whose task is still running.

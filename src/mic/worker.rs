@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use bevy::prelude::Entity;
 use crossbeam_channel::{Receiver, Sender};
 
+use super::components::{MicMode, PlayerMic, VoiceDuck};
 use super::device::{CaptureShared, CaptureWriter, EchoReference, InputFormat, MicBackend, MicError, MicStream};
 use super::pipeline::{MicFrame, MicPipeline};
-use super::{MicMode, PlayerMic, VoiceDuck};
 use crate::conversation::MicRoute;
 use crate::session::MicHandle;
 

@@ -3,7 +3,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use super::PlayerMic;
+use super::components::PlayerMic;
 use super::convert::ToMono16k;
 use super::echo::{BLOCK, EchoCanceller, PlaybackDetector, rms};
 use super::gate::{FRAME, GateChange, GateTuning, VoiceGate};
