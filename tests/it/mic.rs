@@ -21,7 +21,8 @@ use bevy_live_npc::prelude::*;
 use bevy_live_npc::sim::Scenario;
 use bevy_live_npc::testing::{TestApp, sim_plugin};
 use futures_util::StreamExt;
-use rubato::{FftFixedInOut, Resampler};
+use rubato::audioadapter_buffers::direct::InterleavedSlice;
+use rubato::{Fft, FixedSync, Resampler};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -43,20 +44,10 @@ fn resample(x: &[f32], from: u32, to: u32) -> Vec<f32> {
     if from == to {
         return x.to_vec();
     }
-    let mut r = FftFixedInOut::<f32>::new(from as usize, to as usize, (from / 100) as usize, 1).unwrap();
-    let delay = r.output_delay();
-    let (n_in, n_out) = (r.input_frames_next(), r.output_frames_next());
-    let mut out = Vec::new();
-    let mut buf = vec![vec![0.0f32; n_out]];
-    let mut padded = x.to_vec();
-    padded.resize(x.len() + 2 * n_in, 0.0);
-    for chunk in padded.chunks_exact(n_in) {
-        r.process_into_buffer(&[chunk], &mut buf, None).unwrap();
-        out.extend_from_slice(&buf[0]);
-    }
-    let want = (x.len() as u64 * u64::from(to) / u64::from(from)) as usize;
-    out.drain(..delay.min(out.len()));
-    out.truncate(want);
+    let mut r = Fft::<f32>::new(from as usize, to as usize, (from / 100) as usize, 1, FixedSync::Both).unwrap();
+    let input = InterleavedSlice::new(x, 1, x.len()).unwrap();
+    let mut out = r.process_all(&input, x.len(), None).unwrap().take_data();
+    out.truncate((x.len() as u64 * u64::from(to) / u64::from(from)) as usize);
     out
 }
 

@@ -401,7 +401,8 @@ impl Vad {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rubato::{FftFixedIn, Resampler};
+    use rubato::audioadapter_buffers::direct::InterleavedSlice;
+    use rubato::{Fft, FixedSync, Resampler};
 
     const PHRASES: [&str; 3] = ["player-hello-16k.wav", "player-open-gate-16k.wav", "player-interrupt-16k.wav"];
 
@@ -409,25 +410,18 @@ mod tests {
         live_npc_dev::speech(name)
     }
 
-    /// Resampling for the tests, deliberately by a different method (FFT) than the detector's.
+    /// Resampling for the tests: rubato's FFT resampler called directly (fixed input chunks,
+    /// whole clip at once), not through the detector's streaming front.
     fn resample(x: &[i16], from: u32, to: u32) -> Vec<i16> {
         if from == to {
             return x.to_vec();
         }
-        let mut r = FftFixedIn::<f32>::new(from as usize, to as usize, 1024, 2, 1).expect("resampler");
-        let mut input: Vec<f32> = x.iter().map(|&s| f32::from(s) / 32768.0).collect();
-        input.resize(input.len() + 4 * 1024, 0.0);
-        let mut out = Vec::new();
-        let mut pos = 0;
-        while pos + r.input_frames_next() <= input.len() {
-            let n = r.input_frames_next();
-            let o = r.process(&[&input[pos..pos + n]], None).expect("process");
-            out.extend(o[0].iter().map(|v| (v * 32768.0).clamp(-32768.0, 32767.0) as i16));
-            pos += n;
-        }
-        out.drain(..r.output_delay().min(out.len()));
-        out.truncate((x.len() as u64 * u64::from(to) / u64::from(from)) as usize);
-        out
+        let mut r = Fft::<f32>::new(from as usize, to as usize, 1024, 1, FixedSync::Input).expect("resampler");
+        let input: Vec<f32> = x.iter().map(|&s| f32::from(s) / 32768.0).collect();
+        let adapter = InterleavedSlice::new(&input, 1, input.len()).expect("adapter");
+        let out = r.process_all(&adapter, input.len(), None).expect("resample").take_data();
+        let want = (x.len() as u64 * u64::from(to) / u64::from(from)) as usize;
+        out.iter().take(want).map(|v| (v * 32768.0).clamp(-32768.0, 32767.0) as i16).collect()
     }
 
     /// Onset and offset (in samples) from the energy envelope: 10 ms windows above 5 % of the

@@ -3,15 +3,15 @@
 //! [`MonoResampler`].
 //!
 //! Rates whose exact ratio fits chunks of at most 40 ms use rubato's synchronous FFT resampler
-//! (`FftFixedInOut`, Blackman-Harris windowed sinc, 10 ms chunks); any other pair falls back to a
-//! 128-tap windowed-sinc resampler. Either way the filter's delay is removed at the start of a
+//! (`Fft`, both sides fixed, Blackman-Harris windowed sinc, 10 ms chunks); any other pair falls
+//! back to rubato's 128-tap windowed-sinc resampler (`Async::new_sinc`, fixed input). Either way the filter's delay is removed at the start of a
 //! stream, [`finish`](MonoResampler::finish) flushes the tail so that `n` input samples give
 //! exactly `round(n × to / from)` output samples, aligned with the input, and every buffer is
 //! allocated in [`new`](MonoResampler::new): processing never allocates.
 
+use rubato::audioadapter_buffers::direct::InterleavedSlice;
 use rubato::{
-    FftFixedInOut, Resampler, SincFixedIn, SincInterpolationParameters, SincInterpolationType, WindowFunction,
-    calculate_cutoff,
+    Async, Fft, FixedAsync, FixedSync, Resampler, SincInterpolationParameters, SincInterpolationType, WindowFunction,
 };
 
 /// Input chunk: 10 ms. Smaller chunks add FFT overhead; larger ones hold back more audio.
@@ -48,15 +48,15 @@ pub struct MonoResampler {
 
 enum Kind {
     Pass,
-    Fft(Box<Stage<FftFixedInOut<f32>>>),
-    Sinc(Box<Stage<SincFixedIn<f32>>>),
+    Fft(Box<Stage>),
+    Sinc(Box<Stage>),
 }
 
-struct Stage<R> {
-    inner: R,
-    input: [Vec<f32>; 1],
+struct Stage {
+    inner: Box<dyn Resampler<f32>>,
+    input: Vec<f32>,
     filled: usize,
-    output: [Vec<f32>; 1],
+    output: Vec<f32>,
     /// Output frames still to drop at the start of a stream.
     skip: usize,
     /// The filter's delay in output frames, dropped at the start of each stream.
@@ -94,31 +94,29 @@ impl MonoResampler {
             let chunk = (from * CHUNK_MS / 1000).max(16) as usize;
             let min_chunk = from / gcd(from, to);
             let fft = if min_chunk <= from * MAX_FFT_CHUNK_MS / 1000 {
-                FftFixedInOut::<f32>::new(from as usize, to as usize, chunk, 1).ok()
+                Fft::<f32>::new(from as usize, to as usize, chunk, 1, FixedSync::Both).ok()
             } else {
                 None
             };
             match fft {
                 Some(fft) => {
                     let delay = fft.output_delay();
-                    Kind::Fft(Box::new(Stage::new(fft, delay)))
+                    Kind::Fft(Box::new(Stage::new(Box::new(fft), delay)))
                 }
                 None => {
-                    let sinc_len = 128;
-                    let window = WindowFunction::BlackmanHarris2;
                     let params = SincInterpolationParameters {
-                        sinc_len,
-                        f_cutoff: calculate_cutoff(sinc_len, window),
+                        sinc_len: 128,
+                        // The highest cutoff that keeps aliasing below the window's sidelobes.
+                        f_cutoff: None,
                         oversampling_factor: 256,
                         interpolation: SincInterpolationType::Linear,
-                        window,
+                        window: WindowFunction::BlackmanHarris2,
                     };
                     let ratio = f64::from(to) / f64::from(from);
-                    let sinc = SincFixedIn::<f32>::new(ratio, 1.0, params, chunk, 1).map_err(|e| err(e.to_string()))?;
-                    // The sinc resampler starts its interpolation half a filter early, so its
-                    // output is already aligned: dropping `output_delay()` frames would shift it
-                    // early (measured: `an_impulse_stays_aligned`).
-                    Kind::Sinc(Box::new(Stage::new(sinc, 0)))
+                    let sinc = Async::<f32>::new_sinc(ratio, 1.0, &params, chunk, 1, FixedAsync::Input)
+                        .map_err(|e| err(e.to_string()))?;
+                    let delay = sinc.output_delay();
+                    Kind::Sinc(Box::new(Stage::new(Box::new(sinc), delay)))
                 }
             }
         };
@@ -144,8 +142,7 @@ impl MonoResampler {
     pub fn latency_frames(&self) -> usize {
         match &self.kind {
             Kind::Pass => 0,
-            Kind::Fft(s) => s.output[0].len() + s.delay,
-            Kind::Sinc(s) => s.output[0].len() + s.inner.output_delay(),
+            Kind::Fft(s) | Kind::Sinc(s) => s.output.len() + s.delay,
         }
     }
 
@@ -160,8 +157,7 @@ impl MonoResampler {
                 }
                 x.len()
             }
-            Kind::Fft(s) => s.push(x, usize::MAX, &mut emit),
-            Kind::Sinc(s) => s.push(x, usize::MAX, &mut emit),
+            Kind::Fft(s) | Kind::Sinc(s) => s.push(x, usize::MAX, &mut emit),
         };
         self.out_total = self.out_total.saturating_add(produced as u64);
     }
@@ -193,8 +189,7 @@ impl MonoResampler {
             let want = usize::try_from(target - self.out_total).unwrap_or(usize::MAX);
             let produced = match &mut self.kind {
                 Kind::Pass => break,
-                Kind::Fft(s) => s.pad(want, &mut emit),
-                Kind::Sinc(s) => s.pad(want, &mut emit),
+                Kind::Fft(s) | Kind::Sinc(s) => s.pad(want, &mut emit),
             };
             self.out_total = self.out_total.saturating_add(produced as u64);
         }
@@ -205,19 +200,18 @@ impl MonoResampler {
     pub fn reset(&mut self) {
         match &mut self.kind {
             Kind::Pass => {}
-            Kind::Fft(s) => s.reset(),
-            Kind::Sinc(s) => s.reset(),
+            Kind::Fft(s) | Kind::Sinc(s) => s.reset(),
         }
         self.in_total = 0;
         self.out_total = 0;
     }
 }
 
-impl<R: Resampler<f32>> Stage<R> {
+impl Stage {
     /// A stage whose first `delay` output frames of each stream are dropped.
-    fn new(inner: R, delay: usize) -> Self {
-        let input = [vec![0.0; inner.input_frames_max()]];
-        let output = [vec![0.0; inner.output_frames_max()]];
+    fn new(inner: Box<dyn Resampler<f32>>, delay: usize) -> Self {
+        let input = vec![0.0; inner.input_frames_max()];
+        let output = vec![0.0; inner.output_frames_max()];
         Stage { inner, input, filled: 0, output, skip: delay, delay }
     }
 
@@ -225,12 +219,12 @@ impl<R: Resampler<f32>> Stage<R> {
     fn push(&mut self, mut x: &[f32], limit: usize, emit: &mut impl FnMut(&[f32])) -> usize {
         let mut emitted = 0;
         while !x.is_empty() {
-            let room = self.input[0].len() - self.filled;
-            let take = room.min(x.len());
-            self.input[0][self.filled..self.filled + take].copy_from_slice(&x[..take]);
+            let chunk = self.inner.input_frames_next().min(self.input.len());
+            let take = chunk.saturating_sub(self.filled).min(x.len());
+            self.input[self.filled..self.filled + take].copy_from_slice(&x[..take]);
             self.filled += take;
             x = &x[take..];
-            if self.filled == self.input[0].len() {
+            if self.filled >= chunk {
                 emitted += self.run_chunk(limit.saturating_sub(emitted), emit);
             }
         }
@@ -239,13 +233,23 @@ impl<R: Resampler<f32>> Stage<R> {
 
     /// Pads the current chunk with silence and runs it; emits at most `limit` frames.
     fn pad(&mut self, limit: usize, emit: &mut impl FnMut(&[f32])) -> usize {
-        self.input[0][self.filled..].fill(0.0);
+        let chunk = self.inner.input_frames_next().min(self.input.len());
+        self.input[self.filled.min(chunk)..chunk].fill(0.0);
+        self.filled = chunk;
         self.run_chunk(limit, emit)
     }
 
     fn run_chunk(&mut self, limit: usize, emit: &mut impl FnMut(&[f32])) -> usize {
-        self.filled = 0;
-        let Ok((_, produced)) = self.inner.process_into_buffer(&self.input, &mut self.output, None) else {
+        let frames = std::mem::take(&mut self.filled);
+        let capacity = self.output.len();
+        let (Ok(input), Ok(mut output)) = (
+            InterleavedSlice::new(&self.input[..frames], 1, frames),
+            InterleavedSlice::new_mut(&mut self.output[..], 1, capacity),
+        ) else {
+            return 0;
+        };
+        let processed = self.inner.process_into_buffer(&input, &mut output, None);
+        let Ok((_, produced)) = processed else {
             // Buffers are sized by the resampler itself: an error would be a bug in the sizes,
             // and silence is the safe answer.
             return 0;
@@ -254,7 +258,7 @@ impl<R: Resampler<f32>> Stage<R> {
         self.skip -= skip;
         let end = produced.min(skip.saturating_add(limit));
         if end > skip {
-            emit(&self.output[0][skip..end]);
+            emit(&self.output[skip..end]);
         }
         end.saturating_sub(skip)
     }
