@@ -9,7 +9,7 @@
 //! exactly `round(n × to / from)` output samples, aligned with the input, and every buffer is
 //! allocated in [`new`](MonoResampler::new): processing never allocates.
 
-use rubato::audioadapter_buffers::direct::InterleavedSlice;
+use rubato::audioadapter_buffers::direct::SequentialSlice;
 use rubato::{
     Async, Fft, FixedAsync, FixedSync, Resampler, SincInterpolationParameters, SincInterpolationType, WindowFunction,
 };
@@ -157,22 +157,30 @@ impl MonoResampler {
                 }
                 x.len()
             }
-            Kind::Fft(s) | Kind::Sinc(s) => s.push(x, usize::MAX, &mut emit),
+            Kind::Fft(s) | Kind::Sinc(s) => s.push(x, |v| v, &mut emit),
         };
         self.out_total = self.out_total.saturating_add(produced as u64);
     }
 
-    /// [`push`](MonoResampler::push) for 16-bit samples (scaled to ±1).
+    /// [`push`](MonoResampler::push) for 16-bit samples (scaled to ±1), converted straight into
+    /// the resampler's input.
     pub fn push_i16(&mut self, x: &[i16], mut emit: impl FnMut(&[f32])) {
-        let mut scratch = std::mem::take(&mut self.scratch);
-        for part in x.chunks(scratch.len().max(1)) {
-            let buf = &mut scratch[..part.len()];
-            for (o, s) in buf.iter_mut().zip(part) {
-                *o = f32::from(*s) / 32768.0;
+        self.in_total = self.in_total.saturating_add(x.len() as u64);
+        let to_f32 = |s: i16| f32::from(s) / 32768.0;
+        let produced = match &mut self.kind {
+            Kind::Pass => {
+                for part in x.chunks(PASS_BLOCK) {
+                    let buf = &mut self.scratch[..part.len()];
+                    for (o, s) in buf.iter_mut().zip(part) {
+                        *o = to_f32(*s);
+                    }
+                    emit(buf);
+                }
+                x.len()
             }
-            self.push(buf, &mut emit);
-        }
-        self.scratch = scratch;
+            Kind::Fft(s) | Kind::Sinc(s) => s.push(x, to_f32, &mut emit),
+        };
+        self.out_total = self.out_total.saturating_add(produced as u64);
     }
 
     /// Ends the stream: emits the held-back tail, exactly up to the input's length, and resets
@@ -215,17 +223,19 @@ impl Stage {
         Stage { inner, input, filled: 0, output, skip: delay, delay }
     }
 
-    /// Takes `x` into chunks; emits at most `limit` frames in all. Returns the frames emitted.
-    fn push(&mut self, mut x: &[f32], limit: usize, emit: &mut impl FnMut(&[f32])) -> usize {
+    /// Takes `x` (converted by `to_f32`) into chunks; returns the frames emitted.
+    fn push<S: Copy>(&mut self, mut x: &[S], to_f32: impl Fn(S) -> f32, emit: &mut impl FnMut(&[f32])) -> usize {
         let mut emitted = 0;
         while !x.is_empty() {
             let chunk = self.inner.input_frames_next().min(self.input.len());
             let take = chunk.saturating_sub(self.filled).min(x.len());
-            self.input[self.filled..self.filled + take].copy_from_slice(&x[..take]);
+            for (o, v) in self.input[self.filled..self.filled + take].iter_mut().zip(&x[..take]) {
+                *o = to_f32(*v);
+            }
             self.filled += take;
             x = &x[take..];
             if self.filled >= chunk {
-                emitted += self.run_chunk(limit.saturating_sub(emitted), emit);
+                emitted += self.run_chunk(usize::MAX, emit);
             }
         }
         emitted
@@ -242,9 +252,11 @@ impl Stage {
     fn run_chunk(&mut self, limit: usize, emit: &mut impl FnMut(&[f32])) -> usize {
         let frames = std::mem::take(&mut self.filled);
         let capacity = self.output.len();
+        // Sequential (channel-major) slices: for one channel the same layout as interleaved, and
+        // rubato copies them with `copy_from_slice` instead of sample by sample.
         let (Ok(input), Ok(mut output)) = (
-            InterleavedSlice::new(&self.input[..frames], 1, frames),
-            InterleavedSlice::new_mut(&mut self.output[..], 1, capacity),
+            SequentialSlice::new(&self.input[..frames], 1, frames),
+            SequentialSlice::new_mut(&mut self.output[..], 1, capacity),
         ) else {
             return 0;
         };
