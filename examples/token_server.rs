@@ -5,7 +5,7 @@
 //!
 //! ```sh
 //! # Against a local simulator (its key is whatever it was started with):
-//! cargo run --bin live-sim -- --addr 127.0.0.1:9000 --api-key dev-key &
+//! cargo run -p live_npc_sim --bin live-sim -- --addr 127.0.0.1:9000 --api-key dev-key &
 //! cargo run --example token_server -- --endpoint http://127.0.0.1:9000 --api-key dev-key
 //! curl -s -X POST http://127.0.0.1:8787/token
 //! # Against the real service (key from GEMINI_API_KEY):
