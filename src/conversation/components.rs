@@ -8,7 +8,7 @@ use bevy::prelude::*;
 
 use crate::messages::{NpcStateChanged, announce};
 use crate::npc::{LiveNpc, NpcState};
-use crate::protocol::FunctionCall;
+use crate::protocol::{FunctionCall, FunctionResponse};
 use crate::session::{MicHandle, SendError, SessionCommand, SessionHandle, SessionMetrics};
 
 /// An open conversation: the session of one NPC. Removing it (or despawning the NPC) closes
@@ -41,6 +41,13 @@ pub struct NpcConversation {
     pub(super) ran_calls: Vec<(String, String)>,
     /// Calls whose tool answers later: (id, name, args JSON).
     pub(super) deferred: Vec<(String, String, String)>,
+    /// The last answers sent, by call id: a call id the server delivers again (after a
+    /// resumption, say) gets its answer again and the tool does not run twice.
+    pub(super) answered: VecDeque<(String, FunctionResponse<'static>)>,
+    /// Calls delivered again and answered from `answered` (or already running, deferred).
+    pub(super) repeated_calls: u64,
+    /// Calls refused (answered with an error) because a message or the queue held too many.
+    pub(super) refused_calls: u64,
     /// Persona and tools the session was configured with, to detect changes.
     pub(super) sent_persona: String,
     pub(super) sent_tools: Vec<String>,
@@ -55,6 +62,12 @@ impl std::fmt::Debug for NpcConversation {
 /// Commands kept for the session when its queue is full; beyond this the oldest that is not a
 /// tool response is dropped (tool responses are never dropped).
 pub(super) const MAX_QUEUED_COMMANDS: usize = 128;
+/// Tool calls taken from one server message; more are answered with an error.
+pub(super) const MAX_CALLS_PER_MESSAGE: usize = 32;
+/// Tool calls waiting to run, all NPCs; more are answered with an error.
+pub(super) const MAX_PENDING_CALLS: usize = 256;
+/// Answers remembered per conversation for repeated call ids (the oldest is forgotten first).
+pub(super) const MAX_ANSWERED_CALLS: usize = 256;
 
 impl NpcConversation {
     /// A conversation over `session` with `npc`, opened at `now` (real seconds); `typed_turn`:
@@ -76,6 +89,9 @@ impl NpcConversation {
             recent_calls: VecDeque::new(),
             ran_calls: Vec::new(),
             deferred: Vec::new(),
+            answered: VecDeque::new(),
+            repeated_calls: 0,
+            refused_calls: 0,
             sent_persona: npc.persona.clone(),
             sent_tools: npc.tools.clone(),
         }
@@ -122,6 +138,28 @@ impl NpcConversation {
                 }
             }
         }
+    }
+
+    /// Remembers the answer sent for a call, for a repeat of its id.
+    pub(super) fn remember_answer(&mut self, response: &FunctionResponse<'static>) {
+        let Some(id) = response.id.clone().filter(|id| !id.is_empty()) else {
+            return;
+        };
+        if self.answered.len() >= MAX_ANSWERED_CALLS {
+            self.answered.pop_front();
+        }
+        self.answered.push_back((id, response.clone()));
+    }
+
+    /// Calls refused because one message or the waiting queue held too many (each was answered
+    /// with an error).
+    pub fn refused_calls(&self) -> u64 {
+        self.refused_calls
+    }
+
+    /// Calls delivered again (their tool did not run a second time).
+    pub fn repeated_calls(&self) -> u64 {
+        self.repeated_calls
     }
 
     /// The session's metrics.

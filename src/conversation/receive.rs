@@ -3,13 +3,14 @@
 use bevy::prelude::*;
 
 use super::components::{
-    ConversationRequested, NpcConversation, PendingToolCalls, PlaybackDrivenSpeech, now, set_state,
+    ConversationRequested, MAX_CALLS_PER_MESSAGE, MAX_PENDING_CALLS, NpcConversation, PendingToolCalls,
+    PlaybackDrivenSpeech, now, set_state,
 };
 use crate::messages::*;
 use crate::npc::{NpcState, NpcStats};
-use crate::protocol::LiveError;
+use crate::protocol::{FunctionResponse, LiveError};
 use crate::schedule::LiveNpcSystems;
-use crate::session::{ConnectionState, SessionEvent};
+use crate::session::{ConnectionState, SessionCommand, SessionEvent};
 use crate::settings::LiveNpcSettings;
 
 pub(super) fn plugin(app: &mut App) {
@@ -131,7 +132,17 @@ fn handle_event(
         }
         SessionEvent::GenerationComplete | SessionEvent::WaitingForInput | SessionEvent::GoAway { .. } => {}
         SessionEvent::ToolCall(calls) => {
-            for call in calls {
+            for (i, call) in calls.into_iter().enumerate() {
+                if i >= MAX_CALLS_PER_MESSAGE || pending.0.len() >= MAX_PENDING_CALLS {
+                    // Answered (never dropped silently), not run, counted.
+                    conv.refused_calls += 1;
+                    let reason = format!(
+                        "too many tool calls: at most {MAX_CALLS_PER_MESSAGE} per message and {MAX_PENDING_CALLS} waiting"
+                    );
+                    let response = FunctionResponse::error(call.id.clone(), &call.name, reason);
+                    conv.send_or_queue(SessionCommand::ToolResponse(vec![response]));
+                    continue;
+                }
                 pending.0.push_back((entity, call));
             }
         }
@@ -384,6 +395,27 @@ mod tests {
         let cancelled = drain::<NpcToolCancelled>(&mut app);
         assert_eq!(cancelled.len(), 1);
         assert!(cancelled[0].entity == e && cancelled[0].name == "open_gate" && !cancelled[0].already_ran);
+    }
+
+    #[test]
+    fn calls_beyond_the_per_message_cap_are_answered_with_an_error_and_counted() {
+        let mut app = app(256);
+        let (e, mut peer) = npc(&mut app);
+        let calls = (0..MAX_CALLS_PER_MESSAGE + 3)
+            .map(|i| FunctionCall { id: Some(format!("c{i}")), name: "open_gate".into(), args: None })
+            .collect();
+        send(&mut app, &peer, [SessionEvent::ToolCall(calls)]);
+        assert_eq!(app.world().resource::<PendingToolCalls>().0.len(), MAX_CALLS_PER_MESSAGE);
+        let mut refused = Vec::new();
+        while let Some(cmd) = peer.try_command() {
+            if let SessionCommand::ToolResponse(r) = cmd {
+                refused.extend(r.into_iter().map(|r| r.id));
+            }
+        }
+        let expected: Vec<Option<String>> =
+            (MAX_CALLS_PER_MESSAGE..MAX_CALLS_PER_MESSAGE + 3).map(|i| Some(format!("c{i}"))).collect();
+        assert_eq!(refused, expected);
+        assert_eq!(app.world().get::<NpcConversation>(e).map(NpcConversation::refused_calls), Some(3));
     }
 
     #[test]

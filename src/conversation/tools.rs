@@ -34,6 +34,9 @@ pub fn dispatch_tool_calls(world: &mut World) {
     }
     let t = world.resource::<Time<Real>>().elapsed_secs_f64();
     for (npc, call) in calls {
+        if answer_repeat(world, npc, &call) {
+            continue;
+        }
         let Some(allowed) = world.get::<LiveNpc>(npc).map(|n| (n.may_use(&call.name), n.tool_calls_per_minute)) else {
             continue;
         };
@@ -87,6 +90,28 @@ pub fn dispatch_tool_calls(world: &mut World) {
     }
 }
 
+/// A call whose id was seen before: answered again from memory, or (its tool still owes the
+/// answer) left to that answer. The tool does not run twice. Returns whether it was a repeat.
+fn answer_repeat(world: &mut World, npc: Entity, call: &FunctionCall) -> bool {
+    let Some(id) = call.id.as_deref().filter(|id| !id.is_empty()) else {
+        return false;
+    };
+    let Some(mut conv) = world.get_mut::<NpcConversation>(npc) else {
+        return false;
+    };
+    let cached = conv.answered.iter().rev().find(|(i, _)| i == id).map(|(_, r)| r.clone());
+    let pending = conv.deferred.iter().any(|(i, _, _)| i == id);
+    if cached.is_none() && !pending {
+        return false;
+    }
+    conv.repeated_calls += 1;
+    debug!("tool call {id} ({}) delivered again: not run again", call.name);
+    if let Some(response) = cached {
+        conv.send_or_queue(SessionCommand::ToolResponse(vec![response]));
+    }
+    true
+}
+
 /// Sends a tool response (never lost: a full queue keeps it for the next frame) and describes it.
 fn finish_call(
     conv: &mut NpcConversation,
@@ -98,6 +123,7 @@ fn finish_call(
     is_error: bool,
 ) -> NpcToolFinished {
     let shown = serde_json::to_string(&response.response).unwrap_or_default();
+    conv.remember_answer(&response);
     let cmd = SessionCommand::ToolResponse(vec![response]);
     conv.send_or_queue(cmd);
     NpcToolFinished { entity: npc, call_id, name: name.to_owned(), response: shown, args, is_error }
@@ -201,6 +227,21 @@ mod tests {
         assert_eq!(app.world().resource::<Opened>().0, 0);
         let answers = responses(&mut peer);
         assert!(answers.len() == 1 && is_error(&answers[0]), "{answers:?}");
+    }
+
+    #[test]
+    fn a_call_id_delivered_again_is_answered_again_without_running_the_tool() {
+        let mut app = app();
+        let (e, mut peer) = npc(&mut app, LiveNpc::new("Bram").tools(["open_gate"]));
+        call(&mut app, e, "c1");
+        app.update();
+        call(&mut app, e, "c1");
+        call(&mut app, e, "c2");
+        app.update();
+        assert_eq!(app.world().resource::<Opened>().0, 2, "c1 ran once, c2 once");
+        let ids: Vec<Option<String>> = responses(&mut peer).into_iter().map(|r| r.id).collect();
+        assert_eq!(ids, [Some("c1".to_owned()), Some("c1".to_owned()), Some("c2".to_owned())]);
+        assert_eq!(app.world().get::<NpcConversation>(e).map(NpcConversation::repeated_calls), Some(1));
     }
 
     #[test]

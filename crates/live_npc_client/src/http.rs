@@ -407,11 +407,13 @@ fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
         if size == 0 {
             return Some(out);
         }
-        if data.len() < size + 2 || out.len() + size > MAX_BODY {
+        // Sizes come from the peer: checked, so `ffffffffffffffff` is malformed, not a panic.
+        let framed = size.checked_add(2)?;
+        if data.len() < framed || out.len().checked_add(size)? > MAX_BODY {
             return None;
         }
         out.extend_from_slice(&data[..size]);
-        data = &data[size + 2..];
+        data = &data[framed..];
     }
 }
 
@@ -444,6 +446,9 @@ mod tests {
         assert_eq!(dechunk(b"4\r\nWiki\r\n5;x=1\r\npedia\r\n0\r\n\r\n"), Some(b"Wikipedia".to_vec()));
         assert_eq!(dechunk(b"4\r\nWi"), None);
         assert_eq!(dechunk(b"zz\r\n"), None);
+        // Hostile sizes: the largest `usize` (where `size + 2` overflowed) and one past the cap.
+        assert_eq!(dechunk(b"ffffffffffffffff\r\nab\r\n0\r\n\r\n"), None);
+        assert_eq!(dechunk(format!("{:x}\r\n", MAX_BODY + 1).as_bytes()), None);
     }
 
     #[test]

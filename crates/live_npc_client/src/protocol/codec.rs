@@ -250,8 +250,17 @@ pub fn format_duration(d: Duration) -> String {
     }
 }
 
-/// Parses a proto3 JSON duration (`"50s"`, `"1.5s"`, `"-0.2s"` clamps to zero).
+/// Parses a proto3 JSON duration (`"50s"`, `"1.5s"`; `"-0.2s"` clamps to zero, anything longer
+/// than [`MAX_DURATION`] to it).
 pub fn parse_duration(text: &str) -> Option<Duration> {
+    parse_duration_unclamped(text).map(|d| d.min(MAX_DURATION))
+}
+
+/// The longest duration proto3 can carry (10 000 years): longer values from a peer are clamped to
+/// it, so that no time computed from the wire can overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(315_576_000_000);
+
+fn parse_duration_unclamped(text: &str) -> Option<Duration> {
     let body = text.trim().strip_suffix('s')?;
     let negative = body.starts_with('-');
     let body = body.trim_start_matches(['-', '+']);
@@ -368,6 +377,10 @@ mod tests {
         assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
         assert_eq!(parse_duration("0.000000001s"), Some(Duration::from_nanos(1)));
         assert_eq!(parse_duration("1.5"), None);
+        // From a hostile peer: clamped, never a `Duration` that overflows an `Instant`.
+        assert_eq!(parse_duration("18446744073709551615s"), Some(MAX_DURATION));
+        assert_eq!(parse_duration("315576000001.5s"), Some(MAX_DURATION));
+        assert_eq!(parse_duration("18446744073709551616s"), None, "beyond u64: not a number");
         assert_eq!(parse_duration("abc s"), None);
         assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
         assert_eq!(format_duration(Duration::from_secs(10)), "10s");

@@ -39,7 +39,7 @@ pub mod strict;
 mod token;
 
 pub use client::*;
-pub use codec::{Base64Data, MimeType, format_duration, parse_duration};
+pub use codec::{Base64Data, MAX_DURATION, MimeType, format_duration, parse_duration};
 pub use content::*;
 pub use enums::*;
 pub use error::{CloseCode, DecodeError, LiveError, Retry, reasons, scrub_secrets, truncate_reason};

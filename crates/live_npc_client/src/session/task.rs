@@ -1,7 +1,7 @@
 //! The session task: connect, `setup`, pump both directions, switch connections on `goAway`,
 //! resume after drops.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,12 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Outbound frames waiting for the writer; bounded by the writer channel.
 const WRITER_CAPACITY: usize = 64;
+/// The longest `goAway` notice taken from the server (connections last about 10 minutes; a
+/// larger `timeLeft` is clamped to this).
+pub(crate) const MAX_GO_AWAY: Duration = Duration::from_secs(15 * 60);
+/// BLOCKING calls tracked at most (each one withholds mic audio until answered; a server that
+/// sends more is answered with errors by the game and not tracked beyond this).
+const MAX_PENDING_CALLS: usize = 1024;
 /// How often the pump retries stalled events, flushes held input and checks timers.
 const TICK: Duration = Duration::from_millis(10);
 
@@ -74,7 +80,7 @@ pub(crate) struct SessionTask {
     non_blocking: Vec<String>,
     /// BLOCKING calls not yet answered: streaming audio now would make the server close with
     /// 1008, so mic audio is withheld until they are answered.
-    blocking_pending: Vec<String>,
+    blocking_pending: HashSet<String>,
     /// With [`Auth::Provider`]: the token of the current session and its `expireTime`.
     token: Option<(Secret, Option<std::time::SystemTime>)>,
 }
@@ -120,7 +126,7 @@ impl SessionTask {
             warned_stall: false,
             rng,
             non_blocking,
-            blocking_pending: Vec::new(),
+            blocking_pending: HashSet::new(),
             token: None,
         }
     }
@@ -429,8 +435,8 @@ impl SessionTask {
             SessionCommand::ActivityEnd => ClientMessage::activity_end(),
             SessionCommand::AudioStreamEnd => ClientMessage::audio_stream_end(),
             SessionCommand::ToolResponse(r) => {
-                for response in r.iter().filter(|r| r.will_continue != Some(true)) {
-                    self.blocking_pending.retain(|id| Some(id) != response.id.as_ref());
+                for id in r.iter().filter(|r| r.will_continue != Some(true)).filter_map(|r| r.id.as_ref()) {
+                    self.blocking_pending.remove(id);
                 }
                 ClientMessage::ToolResponse(ToolResponse { function_responses: r })
             }
@@ -523,21 +529,26 @@ impl SessionTask {
                 for c in &call.function_calls {
                     if let Some(id) = &c.id
                         && !self.non_blocking.contains(&c.name)
+                        && self.blocking_pending.len() < MAX_PENDING_CALLS
                     {
-                        self.blocking_pending.push(id.clone());
+                        self.blocking_pending.insert(id.clone());
                     }
                 }
                 self.queue_event(SessionEvent::ToolCall(call.function_calls));
             }
             ServerPayload::ToolCallCancellation(c) => {
-                self.blocking_pending.retain(|id| !c.ids.contains(id));
+                for id in &c.ids {
+                    self.blocking_pending.remove(id);
+                }
                 self.queue_event(SessionEvent::ToolCallCancellation(c.ids));
             }
             ServerPayload::GoAway(g) => {
-                let time_left = g.time_left.unwrap_or(Duration::from_secs(10));
+                // From the wire: a connection never has more than a few minutes left, and no
+                // deadline computed from it may overflow.
+                let time_left = g.time_left.unwrap_or(Duration::from_secs(10)).min(MAX_GO_AWAY);
                 info!("server sent goAway ({} ms left)", time_left.as_millis());
                 out.switching = self.cfg.resumption;
-                deadline = Some(Instant::now() + time_left.saturating_sub(Duration::from_secs(1)));
+                deadline = Instant::now().checked_add(time_left.saturating_sub(Duration::from_secs(1)));
                 self.queue_event(SessionEvent::GoAway { time_left });
             }
             ServerPayload::SessionResumptionUpdate(u) => {
