@@ -36,4 +36,9 @@ impl Plugin for NpcConversationPlugin {
             send::plugin,
         ));
     }
+
+    // In `finish`: whether the tools plugin was added is known only once every plugin is.
+    fn finish(&self, app: &mut App) {
+        tools::fallback_without_tools(app);
+    }
 }

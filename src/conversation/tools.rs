@@ -90,6 +90,26 @@ pub fn dispatch_tool_calls(world: &mut World) {
     }
 }
 
+/// Without [`NpcToolsPlugin`]: every tool call is answered with an error at once (never left
+/// waiting, which would also hold the microphone back for a BLOCKING call).
+pub(super) fn refuse_tool_calls(mut pending: ResMut<PendingToolCalls>, mut convs: Query<&mut NpcConversation>) {
+    for (npc, call) in pending.0.drain(..) {
+        let Ok(mut conv) = convs.get_mut(npc) else {
+            continue;
+        };
+        conv.refused_calls += 1;
+        let response = FunctionResponse::error(call.id.clone(), &call.name, "this game offers no tools");
+        conv.send_or_queue(SessionCommand::ToolResponse(vec![response]));
+    }
+}
+
+/// Installs [`refuse_tool_calls`] when the app has no [`NpcToolsPlugin`].
+pub(super) fn fallback_without_tools(app: &mut App) {
+    if !app.is_plugin_added::<NpcToolsPlugin>() {
+        app.init_resource::<PendingToolCalls>().add_systems(PreUpdate, refuse_tool_calls.in_set(LiveNpcSystems::Tools));
+    }
+}
+
 /// A call whose id was seen before: answered again from memory, or (its tool still owes the
 /// answer) left to that answer. The tool does not run twice. Returns whether it was a repeat.
 fn answer_repeat(world: &mut World, npc: Entity, call: &FunctionCall) -> bool {
@@ -242,6 +262,29 @@ mod tests {
         let ids: Vec<Option<String>> = responses(&mut peer).into_iter().map(|r| r.id).collect();
         assert_eq!(ids, [Some("c1".to_owned()), Some("c1".to_owned()), Some("c2".to_owned())]);
         assert_eq!(app.world().get::<NpcConversation>(e).map(NpcConversation::repeated_calls), Some(1));
+    }
+
+    #[test]
+    fn without_the_tools_plugin_every_call_is_refused_not_left_waiting() {
+        let mut app = App::new();
+        app.add_plugins(MinimalPlugins);
+        fallback_without_tools(&mut app);
+        let (e, mut peer) = npc(&mut app, LiveNpc::new("Bram").tools(["open_gate"]));
+        call(&mut app, e, "c1");
+        app.update();
+        let answers = responses(&mut peer);
+        assert!(answers.len() == 1 && is_error(&answers[0]), "{answers:?}");
+        assert!(app.world().resource::<PendingToolCalls>().0.is_empty());
+
+        // With the plugin, nothing is installed in its place.
+        let mut with_tools = self::app();
+        let before = with_tools.world().resource::<PendingToolCalls>().0.len();
+        fallback_without_tools(&mut with_tools);
+        assert_eq!(before, 0);
+        let (e, mut peer) = npc(&mut with_tools, LiveNpc::new("Bram").tools(["open_gate"]));
+        call(&mut with_tools, e, "c1");
+        with_tools.update();
+        assert!(!is_error(&responses(&mut peer)[0]), "the tool ran");
     }
 
     #[test]

@@ -477,6 +477,7 @@ mod group {
     use bevy::prelude::*;
     use bevy::transform::TransformPlugin;
     use bevy_live_npc::audio::{AudioBackendChoice, NpcAudioOutput, NpcAudioPlugin, NpcAudioSettings, OfflineOutput};
+    use bevy_live_npc::conversation::NpcToolsPlugin;
     use bevy_live_npc::mic::{MicEchoReference, NpcMicPlugin};
     use bevy_live_npc::plugin::{LiveNpcPlugins, LiveNpcRuntime};
     use bevy_live_npc::prelude::{LiveNpcSettings, MicRoute, NpcFocus};
@@ -542,6 +543,16 @@ mod group {
         assert!(!app.is_plugin_added::<NpcMicPlugin>());
         assert!(!app.world().contains_resource::<MicEchoReference>());
         assert!(app.world().contains_resource::<NpcAudioOutput>(), "the rest is there");
+    }
+
+    #[test]
+    fn the_group_runs_without_its_tools_plugin() {
+        let mut app = base();
+        app.add_plugins(sim_plugin(None).into_group().build().disable::<NpcToolsPlugin>());
+        let mut app = run(app);
+        app.update();
+        assert!(!app.is_plugin_added::<NpcToolsPlugin>());
+        assert!(app.world().contains_resource::<NpcToolRegistry>(), "conversations still set sessions up");
     }
 
     #[test]

@@ -90,6 +90,10 @@ fn espeak(program: &str, voice: &Voice, language: Option<&str>, text: &str) -> R
     if spec.bits_per_sample != 16 || spec.sample_format != hound::SampleFormat::Int || spec.channels == 0 {
         return Err("espeak-ng's WAV is not 16-bit PCM".to_owned());
     }
+    // espeak-ng writes 22.05 kHz; a rate far from speech rates would make the output huge.
+    if !(8_000..=192_000).contains(&spec.sample_rate) {
+        return Err(format!("espeak-ng's WAV has an unexpected rate of {} Hz", spec.sample_rate));
+    }
     let channels = usize::from(spec.channels);
     // Written to a pipe, the WAV's sizes say 0x7fffffff: read samples until the data ends.
     let samples: Vec<i16> = reader.into_samples::<i16>().step_by(channels).map_while(Result::ok).collect();

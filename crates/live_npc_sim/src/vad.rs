@@ -104,52 +104,24 @@ pub enum VadEvent {
     },
 }
 
-/// The thresholds derived from a [`VadConfig`] (see the module docs).
-#[derive(Clone, Copy, Debug)]
-struct Rules {
-    start_threshold: f32,
-    start_frames: u32,
-    stay_threshold: f32,
-    end_frames: u32,
-}
-
-impl Rules {
-    fn gate(&self) -> GateRules {
-        GateRules {
-            start_threshold: self.start_threshold,
-            stay_threshold: self.stay_threshold,
-            onset_frames: self.start_frames,
-            hangover_frames: self.end_frames,
-            // The server scores every frame, however quiet.
-            floor: 0.0,
-        }
-    }
-
-    fn from_gate(g: GateRules) -> Rules {
-        Rules {
-            start_threshold: g.start_threshold,
-            start_frames: g.onset_frames,
-            stay_threshold: g.stay_threshold,
-            end_frames: g.hangover_frames,
-        }
-    }
-
-    fn new(config: &VadConfig) -> Rules {
-        let padding_frames = config.prefix_padding_ms.div_ceil(FRAME_MS).max(2);
-        let (start_threshold, start_frames) = match config.start_sensitivity {
-            StartSensitivity::Low => (0.8, padding_frames.saturating_add(4)),
-            _ => (0.7, padding_frames),
-        };
-        let stay_threshold = match config.end_sensitivity {
-            EndSensitivity::Low => 0.35,
-            _ => 0.5,
-        };
-        Rules {
-            start_threshold,
-            start_frames,
-            stay_threshold,
-            end_frames: config.silence_duration_ms.div_ceil(FRAME_MS).max(1),
-        }
+/// The gate's rules for a [`VadConfig`] (see the module docs).
+fn gate_rules(config: &VadConfig) -> GateRules {
+    let padding_frames = config.prefix_padding_ms.div_ceil(FRAME_MS).max(2);
+    let (start_threshold, onset_frames) = match config.start_sensitivity {
+        StartSensitivity::Low => (0.8, padding_frames.saturating_add(4)),
+        _ => (0.7, padding_frames),
+    };
+    let stay_threshold = match config.end_sensitivity {
+        EndSensitivity::Low => 0.35,
+        _ => 0.5,
+    };
+    GateRules {
+        start_threshold,
+        stay_threshold,
+        onset_frames,
+        hangover_frames: config.silence_duration_ms.div_ceil(FRAME_MS).max(1),
+        // The server scores every frame, however quiet.
+        floor: 0.0,
     }
 }
 
@@ -210,9 +182,9 @@ struct Track {
 }
 
 impl Detect {
-    fn new(rules: Rules, rate: u32) -> Detect {
+    fn new(rules: GateRules, rate: u32) -> Detect {
         Detect {
-            gate: SpeechGate::new(rules.gate()),
+            gate: SpeechGate::new(rules),
             track: Track {
                 rate,
                 seg_input_base: 0,
@@ -228,8 +200,8 @@ impl Detect {
         }
     }
 
-    fn rules(&self) -> Rules {
-        Rules::from_gate(self.gate.rules())
+    fn rules(&self) -> GateRules {
+        self.gate.rules()
     }
 
     /// Starts a new segment at input position `at` (after a rate change or flush): the partial
@@ -328,7 +300,7 @@ impl Vad {
     /// A detector for mono i16 input at `input_rate` Hz (clamped into 1 kHz–384 kHz).
     pub fn new(config: VadConfig, input_rate: u32) -> Vad {
         let front = Front::new(input_rate);
-        let detect = Detect::new(Rules::new(&config), front.rate);
+        let detect = Detect::new(gate_rules(&config), front.rate);
         Vad { config, front, detect, received: 0 }
     }
 
@@ -702,12 +674,12 @@ mod tests {
         let c = VadConfig::from_setup(Some(&aad));
         assert_eq!(c.start_sensitivity, StartSensitivity::Low);
         assert_eq!((c.prefix_padding_ms, c.silence_duration_ms), (20, 250));
-        let rules = Rules::new(&c);
-        assert_eq!((rules.start_threshold, rules.start_frames, rules.end_frames), (0.8, 6, 16));
+        let rules = gate_rules(&c);
+        assert_eq!((rules.start_threshold, rules.onset_frames, rules.hangover_frames), (0.8, 6, 16));
         // Unspecified and unknown values behave as HIGH.
         assert_eq!(rules.stay_threshold, 0.5);
         let other = VadConfig { start_sensitivity: StartSensitivity::Other("X".into()), ..VadConfig::default() };
-        assert_eq!(Rules::new(&other).start_threshold, 0.7);
+        assert_eq!(gate_rules(&other).start_threshold, 0.7);
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub enum GateChange {
 /// One scored frame.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct GateFrame {
-    /// Frames completed since the last [`reset`](SpeechGate::reset), this one included, minus 1.
+    /// This frame's number since the last [`reset`](SpeechGate::reset), from 0.
     pub index: u64,
     /// Earshot's score (0 below the floor).
     pub score: f32,

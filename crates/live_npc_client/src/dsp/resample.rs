@@ -18,6 +18,9 @@ use rubato::{
 const CHUNK_MS: u32 = 10;
 /// The FFT resampler is used while the exact ratio's smallest chunk is at most this long.
 const MAX_FFT_CHUNK_MS: u32 = 40;
+/// Highest rate accepted (rates can come from files and devices: larger ones are errors, so no
+/// size computed from them overflows or allocates without bound).
+pub const MAX_RATE: u32 = 1_536_000;
 /// Largest block handed to the caller by the pass-through (same rates).
 const PASS_BLOCK: usize = 1024;
 
@@ -84,13 +87,14 @@ fn gcd(mut a: u32, mut b: u32) -> u32 {
 impl MonoResampler {
     /// A resampler from `from` Hz to `to` Hz.
     pub fn new(from: u32, to: u32) -> Result<Self, ResampleError> {
-        if from == 0 || to == 0 {
-            return Err(ResampleError(format!("invalid sample rates {from} → {to}")));
+        if !(1..=MAX_RATE).contains(&from) || !(1..=MAX_RATE).contains(&to) {
+            return Err(ResampleError(format!("invalid sample rates {from} → {to} (1 Hz to {MAX_RATE} Hz)")));
         }
         let err = |e: String| ResampleError(format!("resampler {from} → {to}: {e}"));
         let kind = if from == to {
             Kind::Pass
         } else {
+            // Rates are at most MAX_RATE, so these products fit a u32.
             let chunk = (from * CHUNK_MS / 1000).max(16) as usize;
             let min_chunk = from / gcd(from, to);
             let fft = if min_chunk <= from * MAX_FFT_CHUNK_MS / 1000 {
@@ -228,6 +232,9 @@ impl Stage {
         let mut emitted = 0;
         while !x.is_empty() {
             let chunk = self.inner.input_frames_next().min(self.input.len());
+            if chunk == 0 {
+                break;
+            }
             let take = chunk.saturating_sub(self.filled).min(x.len());
             for (o, v) in self.input[self.filled..self.filled + take].iter_mut().zip(&x[..take]) {
                 *o = to_f32(*v);
@@ -317,6 +324,9 @@ mod tests {
         assert!(format!("{:?}", MonoResampler::new(44_100, 16_000).expect("fft")).contains("fft"));
         assert!(!MonoResampler::new(16_000, 16_000).expect("pass").is_converting());
         assert!(MonoResampler::new(0, 16_000).is_err());
+        // A rate from a hostile file header: an error, not an overflow.
+        assert!(MonoResampler::new(u32::MAX, 16_000).is_err());
+        assert!(MonoResampler::new(16_000, MAX_RATE + 1).is_err());
     }
 
     #[test]
