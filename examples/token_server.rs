@@ -12,17 +12,37 @@
 //! GEMINI_API_KEY=... cargo run --example token_server
 //! ```
 //!
-//! The first stdout line is `listening on http://ADDR/token`. Put real player authentication in
-//! front of it before shipping: anyone who can reach it can spend your quota.
+//! The first stdout line is `listening on http://ADDR/token`.
+//!
+//! Only `POST /token` mints; requests need a `Host` of a loopback name, the bound address or an
+//! `--allow-host` name (421 otherwise, against DNS rebinding); each caller gets `--burst`
+//! tokens, then one per `--refill-secs` (429 with `Retry-After`); every answer is
+//! `Cache-Control: no-store`; tokens lock the model (`--model`, default the crate's). See
+//! `docs/TOKENS.md`.
+//!
+//! This example has **no player authentication**: the caller is the IP address. A shipped game
+//! installs a hook that checks the player's session ticket, for instance:
+//!
+//! ```ignore
+//! let config = config.authenticate(|head| {
+//!     let ticket = head.header("authorization").and_then(|v| v.strip_prefix("Bearer "));
+//!     match ticket.map(verify_session_ticket) {
+//!         Some(Ok(player_id)) => Ok(player_id),
+//!         Some(Err(_)) => Err(Refusal::unauthorized("Your session has expired; sign in again.")),
+//!         None => Err(Refusal::unauthorized("Sign in first.")),
+//!     }
+//! });
+//! ```
+//!
+//! and serves behind HTTPS (a TLS-terminating reverse proxy).
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use bevy_live_npc::protocol::Setup;
 use bevy_live_npc::session::{ENV_API_KEY, Secret};
-use bevy_live_npc::token::{GEMINI_REST_URL, TokenServer, TokenServerConfig};
+use bevy_live_npc::token::{DEFAULT_BURST, DEFAULT_REFILL, GEMINI_REST_URL, TokenServer, TokenServerConfig};
 
 const HELP: &str = "\
 token_server: mints ephemeral Live API tokens for game clients
@@ -38,7 +58,11 @@ OPTIONS:
     --uses N                Sessions per token, 0 = unlimited [default: 1]
     --expire-secs S         Token lifetime [default: the service's, 30 min]
     --new-session-secs S    Time to start a session [default: the service's, 60 s]
-    --model ID              Lock tokens to this model (fieldMask \"model\")
+    --model ID              Lock tokens to this model (fieldMask \"model\") [default: gemini-3.8-live]
+    --allow-host NAME       Also accept this Host (the public name), repeatable
+                            [always: localhost, 127.0.0.1, [::1], the bound address]
+    --burst N               Tokens a caller may get at once [default: 5]
+    --refill-secs S         One more token per caller every S seconds, 0 = no limit [default: 10]
     -h, --help              Print this help
 ";
 
@@ -70,6 +94,9 @@ fn run() -> Result<(), String> {
     let mut expire = None;
     let mut new_session = None;
     let mut model: Option<String> = None;
+    let mut hosts: Vec<String> = Vec::new();
+    let mut burst = DEFAULT_BURST;
+    let mut refill = DEFAULT_REFILL;
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
@@ -82,6 +109,9 @@ fn run() -> Result<(), String> {
                 new_session = Some(Duration::from_secs(parse(&mut parser, "--new-session-secs")?));
             }
             Long("model") => model = Some(parse(&mut parser, "--model")?),
+            Long("allow-host") => hosts.push(parse(&mut parser, "--allow-host")?),
+            Long("burst") => burst = parse(&mut parser, "--burst")?,
+            Long("refill-secs") => refill = Duration::from_secs(parse(&mut parser, "--refill-secs")?),
             Short('h') | Long("help") => {
                 print!("{HELP}");
                 return Ok(());
@@ -90,14 +120,17 @@ fn run() -> Result<(), String> {
         }
     }
     let key = key.filter(|k| !k.trim().is_empty()).ok_or("no API key: set GEMINI_API_KEY or pass --api-key")?;
-    let mut config = TokenServerConfig::new(endpoint, Secret::new(key));
+    let mut config = TokenServerConfig::new(endpoint, Secret::new(key)).with_rate_limit(burst, refill);
+    for host in &hosts {
+        config = config.allow_host(host);
+    }
     config.policy.uses = uses;
     config.policy.expire_after = expire;
     config.policy.new_session_after = new_session;
     if let Some(m) = model {
-        config.policy.setup = Some(Setup { model: bevy_live_npc::protocol::model_resource(&m), ..Default::default() });
-        config.policy.field_mask = Some("model".to_owned());
+        config.policy = config.policy.with_model(&m);
     }
+    eprintln!("token_server: no player authentication (callers are IP addresses): for development only");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

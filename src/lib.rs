@@ -109,7 +109,7 @@ pub mod prelude {
     pub use crate::messages::*;
     #[cfg(feature = "mic")]
     pub use crate::mic::{MicLevel, MicMode, MicStatus, NpcMicPlugin, PlayerMic};
-    pub use crate::npc::{LiveNpc, NpcListener, NpcState, NpcStats, VadSettings};
+    pub use crate::npc::{ContextCompression, LiveNpc, NpcListener, NpcState, NpcStats, VadSettings};
     #[cfg(feature = "sim")]
     pub use crate::plugin::SimulatorSettings;
     pub use crate::plugin::{

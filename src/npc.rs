@@ -90,6 +90,50 @@ pub struct LiveNpc {
     pub tool_calls_per_minute: u32,
     /// Model override for this NPC (else the plugin's).
     pub model: Option<String>,
+    /// How the model's context is kept from overflowing in long conversations. On by default:
+    /// without it the service ends audio sessions after 15 minutes.
+    pub context_compression: ContextCompression,
+}
+
+/// Context-window compression of a conversation (`setup.contextWindowCompression`).
+///
+/// Without compression, the service ends an audio session when its context fills (about 15
+/// minutes of audio); with it, the oldest turns are dropped and the conversation goes on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Reflect)]
+pub enum ContextCompression {
+    /// A sliding window with the service's defaults (compress at 80 % of the context window,
+    /// keep half of that).
+    #[default]
+    SlidingWindow,
+    /// A sliding window with these sizes, in tokens.
+    Custom {
+        /// Context size that starts a compression.
+        trigger_tokens: u32,
+        /// Tokens kept after it.
+        target_tokens: u32,
+    },
+    /// No compression: the session ends when the context is full.
+    Off,
+}
+
+impl ContextCompression {
+    /// The setup field for this choice (`None` for [`ContextCompression::Off`]).
+    pub fn to_setup(self) -> Option<crate::protocol::ContextWindowCompressionConfig> {
+        use crate::protocol::{ContextWindowCompressionConfig, SlidingWindow};
+        match self {
+            ContextCompression::Off => None,
+            ContextCompression::SlidingWindow => Some(ContextWindowCompressionConfig {
+                trigger_tokens: None,
+                sliding_window: Some(SlidingWindow::default()),
+            }),
+            ContextCompression::Custom { trigger_tokens, target_tokens } => Some(ContextWindowCompressionConfig {
+                trigger_tokens: Some(i64::from(trigger_tokens)),
+                sliding_window: Some(SlidingWindow {
+                    target_tokens: Some(i64::from(target_tokens.min(trigger_tokens))),
+                }),
+            }),
+        }
+    }
 }
 
 impl Default for LiveNpc {
@@ -108,6 +152,7 @@ impl Default for LiveNpc {
             text_mode: TextMode::ClientContent,
             tool_calls_per_minute: 30,
             model: None,
+            context_compression: ContextCompression::SlidingWindow,
         }
     }
 }
@@ -188,6 +233,12 @@ impl LiveNpc {
     /// Uses another model for this NPC.
     pub fn model(mut self, model: impl Into<String>) -> Self {
         self.model = Some(model.into());
+        self
+    }
+
+    /// Sets context-window compression ([`ContextCompression::Off`] to disable it).
+    pub fn context_compression(mut self, compression: ContextCompression) -> Self {
+        self.context_compression = compression;
         self
     }
 

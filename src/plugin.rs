@@ -253,6 +253,7 @@ impl Plugin for LiveNpcCorePlugin {
             .register_type::<NpcState>()
             .register_type::<NpcStats>()
             .register_type::<VadSettings>()
+            .register_type::<crate::npc::ContextCompression>()
             .register_type::<LiveNpcSettings>()
             .register_diagnostic(Diagnostic::new(diagnostics::REPLY_LATENCY_MS).with_suffix(" ms"))
             .register_diagnostic(Diagnostic::new(diagnostics::DROPPED_MIC_CHUNKS))

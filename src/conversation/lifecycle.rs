@@ -85,6 +85,7 @@ pub(crate) fn npc_setup(npc: &LiveNpc, model: &str, registry: &NpcToolRegistry) 
         proactivity: npc
             .proactive_audio
             .then_some(ProactivityConfig { proactive_audio: Some(true), proactive_video: None }),
+        context_window_compression: npc.context_compression.to_setup(),
         ..Default::default()
     }
 }
@@ -231,6 +232,25 @@ mod tests {
         let own_model = npc.clone().model("gemini-2.5-flash-native-audio-preview-12-2025");
         let setup = npc_setup(&own_model, "models/gemini-3.8-live", &NpcToolRegistry::default());
         assert_eq!(setup.model, "models/gemini-2.5-flash-native-audio-preview-12-2025");
+    }
+
+    #[test]
+    fn context_compression_is_on_by_default_and_can_be_changed_or_disabled() {
+        use crate::npc::ContextCompression;
+        let registry = NpcToolRegistry::default();
+        let json = |npc: &LiveNpc| serde_json::to_value(npc_setup(npc, "models/gemini-3.8-live", &registry)).unwrap();
+        let npc = LiveNpc::new("Mira");
+        // The service ends uncompressed audio sessions after 15 minutes.
+        assert_eq!(json(&npc)["contextWindowCompression"], serde_json::json!({"slidingWindow": {}}));
+        let custom = npc
+            .clone()
+            .context_compression(ContextCompression::Custom { trigger_tokens: 20_000, target_tokens: 8_000 });
+        assert_eq!(
+            json(&custom)["contextWindowCompression"],
+            serde_json::json!({"triggerTokens": "20000", "slidingWindow": {"targetTokens": "8000"}})
+        );
+        let off = npc.context_compression(ContextCompression::Off);
+        assert!(json(&off).get("contextWindowCompression").is_none());
     }
 
     fn idle_app(idle: std::time::Duration) -> App {

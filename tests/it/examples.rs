@@ -215,3 +215,73 @@ fn token_server_hands_out_tokens_that_open_sessions() {
     assert!(ready, "a session opened with the minted token");
     drop(guard);
 }
+
+fn hostile_fixture(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hostile").join(name);
+    path.display().to_string()
+}
+
+/// stdout keeps its contract: only `NAME: text` and `[tool] ...` lines.
+fn keeps_the_stdout_contract(run: &Run) {
+    for line in run.stdout.lines() {
+        assert!(line.starts_with("Mira: ") || line.starts_with("[tool] "), "{line:?} in {}", run.stdout);
+    }
+}
+
+#[test]
+fn headless_chat_survives_every_hostile_server_frame() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hostile");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .expect("tests/fixtures/hostile")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 8, "{names:?}");
+    for name in &names {
+        let sim = live_sim(&["--script", &hostile_fixture(name)]);
+        // Two lines: a hostile frame may end a (silent) model turn before the first answer.
+        let run = headless_chat(&["--endpoint", &sim.url], None, "Hello there!\nHow are you today?\n");
+        assert_eq!(run.code, Some(0), "{name}: {}", run.stderr);
+        assert!(!run.stderr.contains("panicked"), "{name}: {}", run.stderr);
+        keeps_the_stdout_contract(&run);
+        // The audio fixtures end a (silent) model turn of their own before the player speaks,
+        // which headless_chat may take as the first answer; the others leave turns alone.
+        let own_turn = name.starts_with("audio_");
+        assert!(
+            own_turn || run.stdout.lines().any(|l| l.starts_with("Mira: ") && l.len() > 6),
+            "{name}: the NPC still answers: {}",
+            run.stdout
+        );
+        let tools = |tool: &str| run.stdout.lines().filter(|l| l.starts_with(&format!("[tool] {tool}("))).count();
+        match name.as_str() {
+            // Delivered twice with one id: the item is given once, the repeat is answered from
+            // the conversation's cache.
+            "repeated_call_id.json" => assert_eq!(tools("give_item"), 1, "{}", run.stdout),
+            // 100 calls in one message: at most 32 run, the rest are answered with an error.
+            "tool_call_flood.json" => assert!((1..=32).contains(&tools("check_inventory")), "{}", run.stdout),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn headless_chat_prints_no_credential_even_at_trace_level() {
+    const KEY: &str = "AIzaTRACE-SECRET-0123456789";
+    let sim = live_sim(&["--api-key", KEY]);
+    let mut cmd = Command::new(crate::support::example("headless_chat"));
+    cmd.args(["--endpoint", &sim.url]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.env_remove("LIVE_NPC_ENDPOINT").env_remove("LIVE_NPC_MODEL").env("GEMINI_API_KEY", KEY);
+    cmd.env("RUST_LOG", "trace");
+    let mut child = cmd.spawn().expect("headless_chat starts");
+    child.stdin.take().expect("stdin").write_all(b"Hello there!\n").expect("write stdin");
+    let out = child.wait_with_output().expect("headless_chat runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr.lines().rev().take(30).collect::<Vec<_>>().join("\n"));
+    assert!(stdout.starts_with("Mira: "), "{stdout}");
+    // The trace log is on (the WebSocket frames are logged), and the key is nowhere in it.
+    assert!(stderr.contains("TRACE"), "trace logging is on");
+    assert!(!stdout.contains(KEY) && !stderr.contains(KEY), "the key leaked");
+    assert!(!stderr.contains("TRACE-SECRET"), "not even in part");
+}

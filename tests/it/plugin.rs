@@ -442,8 +442,7 @@ fn plugin_fetches_a_token_per_session_from_a_token_server() {
         system_instruction: Some(Content { role: None, parts: vec![Part::text("You are Bram, the ferryman.")] }),
         ..Default::default()
     };
-    config.policy.setup = Some(bram);
-    config.policy.field_mask = Some("systemInstruction".into());
+    config.policy = config.policy.clone().with_setup(bram);
     let server = rt.block_on(TokenServer::start("127.0.0.1:0".parse().expect("addr"), config)).expect("token server");
 
     let backend =

@@ -16,23 +16,36 @@ fn profile_dir() -> PathBuf {
 /// Builds a program of the workspace with cargo if `cargo test` did not build it already.
 fn built(path: PathBuf, cargo_args: &[&str]) -> PathBuf {
     if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .arg("build")
-            .args(cargo_args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "cargo build {cargo_args:?} failed");
+        build(cargo_args);
     }
     path
+}
+
+fn build(cargo_args: &[&str]) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .arg("build")
+        .args(cargo_args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "cargo build {cargo_args:?} failed");
 }
 
 /// The `live-sim` program (package `live_npc_sim`; `CARGO_BIN_EXE_live-sim` exists only in that
 /// package's own tests).
 pub fn live_sim_exe() -> PathBuf {
-    let name = format!("live-sim{}", std::env::consts::EXE_SUFFIX);
-    built(profile_dir().join(name), &["-p", "live_npc_sim", "--bin", "live-sim"])
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            // Always through cargo (a no-op when fresh): a `live-sim` left from an older build
+            // would not know the scenarios the tests give it.
+            let name = format!("live-sim{}", std::env::consts::EXE_SUFFIX);
+            let path = profile_dir().join(name);
+            build(&["-p", "live_npc_sim", "--bin", "live-sim"]);
+            path
+        })
+        .clone()
 }
 
 /// An example program of this package.

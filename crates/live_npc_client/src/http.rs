@@ -140,6 +140,17 @@ pub async fn read_body<S: AsyncRead + Unpin>(
     req: &mut Request,
     already: &[u8],
 ) -> Result<(), (u16, &'static str)> {
+    read_body_max(stream, req, already, MAX_BODY).await
+}
+
+/// [`read_body`] with a smaller cap: bodies over `max` bytes (and over [`MAX_BODY`]) are
+/// refused with 413 before anything past the head is read.
+pub async fn read_body_max<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    req: &mut Request,
+    already: &[u8],
+    max: usize,
+) -> Result<(), (u16, &'static str)> {
     if req.header("transfer-encoding").is_some_and(|t| !t.eq_ignore_ascii_case("identity")) {
         return Err((411, "A Content-Length is required."));
     }
@@ -147,13 +158,13 @@ pub async fn read_body<S: AsyncRead + Unpin>(
         None => 0,
         Some(v) => v.parse::<usize>().map_err(|_| (400, "Invalid Content-Length."))?,
     };
-    if len > MAX_BODY {
+    if len > max.min(MAX_BODY) {
         return Err((413, "The request body is too large."));
     }
     let mut body = already[..already.len().min(len)].to_vec();
     let mut chunk = [0u8; 8192];
     while body.len() < len {
-        let want = (len - body.len()).min(chunk.len());
+        let want = len.saturating_sub(body.len()).min(chunk.len());
         match stream.read(&mut chunk[..want]).await {
             Ok(0) | Err(_) => return Err((400, "The request body ended early.")),
             Ok(n) => body.extend_from_slice(&chunk[..n]),
@@ -172,9 +183,12 @@ fn reason_phrase(status: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
         411 => "Length Required",
         413 => "Payload Too Large",
+        421 => "Misdirected Request",
         429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
@@ -184,14 +198,74 @@ fn reason_phrase(status: u16) -> &'static str {
 
 /// Writes a complete JSON response and flushes it.
 pub async fn write_json<S: AsyncWrite + Unpin>(stream: &mut S, status: u16, body: &[u8]) -> io::Result<()> {
-    let head = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: application/json; charset=UTF-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+    write_response(stream, status, &[], body).await
+}
+
+/// The bytes of a complete JSON response with `extra` headers (names and values must not hold
+/// CR or LF; such headers are left out).
+pub fn response_bytes(status: u16, extra: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut head = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: application/json; charset=UTF-8\r\nContent-Length: {}\r\nConnection: close\r\n",
         reason_phrase(status),
         body.len()
     );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body).await?;
+    for (name, value) in extra {
+        if !name.contains(['\r', '\n', ':']) && !value.contains(['\r', '\n']) {
+            head.push_str(name);
+            head.push_str(": ");
+            head.push_str(value);
+            head.push_str("\r\n");
+        }
+    }
+    head.push_str("\r\n");
+    let mut out = head.into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// Writes a complete JSON response with `extra` headers (see [`response_bytes`]) and flushes it.
+pub async fn write_response<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    status: u16,
+    extra: &[(&str, &str)],
+    body: &[u8],
+) -> io::Result<()> {
+    stream.write_all(&response_bytes(status, extra, body)).await?;
     stream.flush().await
+}
+
+/// The host of a `Host` header value (`name`, `name:port`, `1.2.3.4:port`, `[::1]:port`),
+/// lower-cased, without brackets or a trailing dot. `None` if the value is malformed (an
+/// unbracketed IPv6 address, a non-numeric port, an empty host, characters no host has).
+pub fn host_of(value: &str) -> Option<String> {
+    let value = value.trim();
+    let (host, port) = if let Some(rest) = value.strip_prefix('[') {
+        let (inside, after) = rest.split_once(']')?;
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':')?),
+        };
+        if inside.is_empty() || !inside.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.') {
+            return None;
+        }
+        (inside, port)
+    } else {
+        match value.split_once(':') {
+            None => (value, None),
+            Some((h, p)) => (h, Some(p)),
+        }
+    };
+    if let Some(p) = port
+        && (p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return None;
+    }
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | ':');
+    if host.is_empty() || !host.chars().all(valid) {
+        return None;
+    }
+    Some(host.to_ascii_lowercase())
 }
 
 /// The gRPC status name Google APIs put in JSON errors for an HTTP status.
@@ -462,5 +536,28 @@ mod tests {
         assert_eq!(req.header("x-goog-api-key"), Some("k"));
         assert!(parse_request(b"\x16\x03\x01garbage\r\n\r\n").is_none());
         assert_eq!(percent_decode("%zz%4"), "%zz%4");
+    }
+
+    #[test]
+    fn hosts() {
+        let h = |v: &str| host_of(v);
+        assert_eq!(h("LocalHost:8787").as_deref(), Some("localhost"));
+        assert_eq!(h("game.example.com.").as_deref(), Some("game.example.com"));
+        assert_eq!(h("127.0.0.1").as_deref(), Some("127.0.0.1"));
+        assert_eq!(h("[::1]:80").as_deref(), Some("::1"));
+        assert_eq!(h("[::1]").as_deref(), Some("::1"));
+        for bad in ["", ":80", "::1", "[::1]x", "[]:1", "a:b", "a:123456", "a b", "a:", "evil.com/x", "[::1]:"] {
+            assert_eq!(h(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn responses_carry_extra_headers_but_no_injection() {
+        let bytes = response_bytes(429, &[("Retry-After", "7"), ("X-Bad", "a\r\nSet-Cookie: x")], b"{}");
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.starts_with("HTTP/1.1 429 Too Many Requests\r\n"), "{text}");
+        assert!(text.contains("\r\nRetry-After: 7\r\n"), "{text}");
+        assert!(!text.contains("Set-Cookie"), "{text}");
+        assert!(text.ends_with("\r\n\r\n{}"), "{text}");
     }
 }

@@ -270,6 +270,16 @@ impl Pump {
                 add(&m.bytes_out, len);
                 None
             }
+            Out::Text(text) => {
+                let len = text.len() as u64;
+                if !matches!(timeout(SEND_STALL, ws.send(Message::text(text))).await, Ok(Ok(()))) {
+                    return Some(End::Gone);
+                }
+                let m = &self.shared.metrics;
+                inc(&m.messages_out);
+                add(&m.bytes_out, len);
+                None
+            }
             Out::Close(code, reason) => Some(End::Close(code, reason)),
             Out::Drop => Some(End::Drop),
             Out::Latency { .. } | Out::PauseReading(_) | Out::SlowPongs(_) => {

@@ -152,6 +152,12 @@ pub enum FaultAction {
         #[serde(default)]
         pause_ms: Option<u64>,
     },
+    /// Send this text as one text frame, exactly as written (hostile or malformed server
+    /// messages on purpose); the session goes on.
+    SendRaw {
+        /// The frame's text (at most 32 MiB).
+        text: String,
+    },
     /// The server never answers `setup` (nor anything after it); pings are still answered.
     /// Only with `after_messages: 0`.
     NoSetupComplete,
@@ -270,6 +276,9 @@ impl Scenario {
                 FaultAction::SlowPongs { delay_ms } if delay_ms > 600_000 => {
                     return bad("`delay_ms` must be at most 600000");
                 }
+                FaultAction::SendRaw { ref text } if text.len() > MAX_OVERSIZED_FRAME => {
+                    return bad("`text` must be at most 33554432 bytes");
+                }
                 _ => {}
             }
             if let FaultAction::Close { code, .. } = fault.action
@@ -339,15 +348,17 @@ mod tests {
                 {"after_messages": 3, "action": {"slow_reader": {}}},
                 {"after_messages": 3, "action": {"slow_pongs": {"delay_ms": 500}}},
                 {"turn": 1, "action": {"merge_chunks": {"count": 4}}},
-                {"turn": 1, "action": {"oversized_frame": {}}}
+                {"turn": 1, "action": {"oversized_frame": {}}},
+                {"after_messages": 1, "action": {"send_raw": {"text": "{\"goAway\":{}}"}}}
             ]}"#,
         )?;
+        assert_eq!(s.faults[9].action, FaultAction::SendRaw { text: r#"{"goAway":{}}"#.into() });
         assert_eq!(s.faults[3].action, FaultAction::Delay { ms: 20, jitter_ms: 5 });
         assert_eq!(s.faults[8].action, FaultAction::OversizedFrame { bytes: None });
         assert_eq!(s.faults[0].action, FaultAction::MalformedFrame);
         assert_eq!(s.faults[1].action, FaultAction::GoAway { time_left_ms: Some(500) });
-        assert_eq!(s.faults_for(2).len(), 8);
-        assert_eq!(s.faults_for(1).len(), 9);
+        assert_eq!(s.faults_for(2).len(), 9);
+        assert_eq!(s.faults_for(1).len(), 10);
         Ok(())
     }
 

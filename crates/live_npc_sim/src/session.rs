@@ -52,6 +52,8 @@ const CONTEXT_WINDOW: u64 = 131_072;
 pub(crate) enum Out {
     /// Send these bytes in a binary frame.
     Frame(Vec<u8>),
+    /// Send this text in a text frame (`send_raw` fault).
+    Text(String),
     /// Close the WebSocket with this code and reason.
     Close(u16, String),
     /// Drop the TCP connection without a close frame.
@@ -210,6 +212,12 @@ impl Outbox {
             FaultAction::OversizedFrame { bytes } => self.frame(oversized(bytes.unwrap_or(DEFAULT_OVERSIZED_FRAME))),
             FaultAction::SlowReader { pause_ms } => {
                 self.out.push(Out::PauseReading(pause_ms.map(Duration::from_millis)))
+            }
+            FaultAction::SendRaw { text } => {
+                self.out.push(Out::Text(text));
+                self.sent += 1;
+                let sent = self.sent;
+                self.fire(|f| f.after_messages == Some(sent));
             }
             FaultAction::NoSetupComplete => self.ignore_setup = true,
             FaultAction::SlowPongs { delay_ms } => self.out.push(Out::SlowPongs(Duration::from_millis(delay_ms))),

@@ -322,7 +322,11 @@ pub struct SessionConfig {
     pub mic_capacity: usize,
     /// Messages held while switching connections (`goAway`, drops).
     pub hold_capacity: usize,
-    /// Reconnect attempts after a drop before giving up.
+    /// How long one frame may take to write before the connection counts as stalled (a
+    /// server that stops reading) and is replaced.
+    pub write_timeout: Duration,
+    /// Reconnect attempts in a row (after drops, `goAway` switches, fresh starts, token
+    /// refreshes) before giving up; a connection that stays up resets the count.
     pub max_reconnect_attempts: u32,
     /// First reconnect delay (jittered); doubles per attempt.
     pub backoff_initial: Duration,
@@ -349,6 +353,7 @@ impl SessionConfig {
             command_capacity: 256,
             mic_capacity: 64,
             hold_capacity: 512,
+            write_timeout: Duration::from_secs(10),
             max_reconnect_attempts: 8,
             backoff_initial: Duration::from_millis(250),
             backoff_max: Duration::from_secs(15),

@@ -201,6 +201,16 @@ pub struct SessionMetrics {
     pub response_tokens: AtomicU64,
     /// Total tokens, summed.
     pub total_tokens: AtomicU64,
+    /// Tool responses and typed input sent again on a new connection because the old one
+    /// dropped before the server confirmed reading them.
+    pub replayed: AtomicU64,
+    /// Unconfirmed messages no longer kept for a replay: tool responses for a session whose
+    /// context was lost, or the oldest beyond the bound.
+    pub unconfirmed_dropped: AtomicU64,
+    /// Ephemeral tokens fetched again because the server refused the current one.
+    pub token_refreshes: AtomicU64,
+    /// Connections ended because a write did not complete within the write timeout.
+    pub write_stalls: AtomicU64,
 }
 
 impl SessionMetrics {

@@ -19,7 +19,7 @@ use super::handle::{
 };
 use super::transport::ws_error;
 use crate::protocol::{
-    ClientMessage, CloseCode, LiveError, Part, Retry, ServerContent, ServerMessage, ServerPayload,
+    ClientMessage, CloseCode, LiveError, OUTPUT_SAMPLE_RATE, Part, Retry, ServerContent, ServerMessage, ServerPayload,
     SessionResumptionConfig, ToolResponse, UsageMetadata,
 };
 use crate::secret::Secret;
@@ -37,6 +37,13 @@ pub(crate) const MAX_GO_AWAY: Duration = Duration::from_secs(15 * 60);
 const MAX_PENDING_CALLS: usize = 1024;
 /// How often the pump retries stalled events, flushes held input and checks timers.
 const TICK: Duration = Duration::from_millis(10);
+/// Tool responses and typed input kept until the server confirms reading them (a pong to the
+/// ping sent after them); older ones are no longer kept for a replay (counted).
+const MAX_UNCONFIRMED: usize = 64;
+/// Longest resumption handle kept (real ones are well under 1 KiB).
+const MAX_HANDLE_BYTES: usize = 4096;
+/// A connection that stays up this long (or completes a model turn) resets the reconnect count.
+const STABLE_CONNECTION: Duration = Duration::from_secs(10);
 
 /// How a connection ended.
 enum Exit {
@@ -48,6 +55,10 @@ enum Exit {
     Switch,
     /// The connection dropped: reconnect with backoff.
     Dropped(LiveError),
+    /// The resumption handle is gone (`session not found`): start a fresh session.
+    Fresh(LiveError),
+    /// The server refused the provider's token (expired, used up): fetch another and resume.
+    Refresh(LiveError),
 }
 
 pub(crate) struct SessionTask {
@@ -83,6 +94,21 @@ pub(crate) struct SessionTask {
     blocking_pending: HashSet<String>,
     /// With [`Auth::Provider`]: the token of the current session and its `expireTime`.
     token: Option<(Secret, Option<std::time::SystemTime>)>,
+    /// The connection being opened has a token fetched for it: a refusal before it is open is
+    /// not staleness.
+    token_fresh: bool,
+    /// Tool responses and typed input sent on this connection that the server has not yet
+    /// confirmed reading, by sequence number; replayed if the connection ends first.
+    unconfirmed: VecDeque<(u64, ClientMessage<'static>)>,
+    /// Sequence number of the last tracked message.
+    seq: u64,
+    /// The current connection completed a model turn.
+    turn_done: bool,
+    /// Model audio declared at another rate than 24 kHz, converted for the sink.
+    #[cfg(feature = "dsp")]
+    resampler: Option<crate::dsp::MonoResampler>,
+    /// Reused buffer of converted audio.
+    converted: Vec<i16>,
 }
 
 impl SessionTask {
@@ -128,6 +154,13 @@ impl SessionTask {
             non_blocking,
             blocking_pending: HashSet::new(),
             token: None,
+            token_fresh: false,
+            unconfirmed: VecDeque::new(),
+            seq: 0,
+            turn_done: false,
+            #[cfg(feature = "dsp")]
+            resampler: None,
+            converted: Vec::new(),
         }
     }
 
@@ -142,10 +175,14 @@ impl SessionTask {
                 if self.ever_ready { ConnectionState::Reconnecting { attempt } } else { ConnectionState::Connecting };
             self.emit(SessionEvent::State(state)).await;
             let resuming = self.handle.is_some() && self.cfg.resumption;
+            if !resuming {
+                self.drop_stale_responses();
+            }
             let connected = self.connect_and_setup().await;
             let exit = match connected {
                 Ok(ws) => {
-                    attempt = 0;
+                    // Refused later, the token may have expired while in use.
+                    self.token_fresh = false;
                     if self.ever_ready {
                         SessionMetrics::add(&self.metrics.reconnects, 1);
                         if !resuming && self.had_conversation {
@@ -156,21 +193,27 @@ impl SessionTask {
                     self.ever_ready = true;
                     self.emit(SessionEvent::State(ConnectionState::Open)).await;
                     self.emit(SessionEvent::Ready { resumed: resuming }).await;
-                    self.pump(ws).await
+                    let opened = Instant::now();
+                    self.turn_done = false;
+                    let exit = self.pump(ws).await;
+                    // Only a connection that held up resets the count: a server that ends every
+                    // connection at once (a `goAway` storm) meets the backoff and the limit.
+                    if self.turn_done || opened.elapsed() >= STABLE_CONNECTION {
+                        attempt = 0;
+                    }
+                    exit
                 }
                 Err(e) => match e.retry {
                     Retry::Never => Exit::Fatal(e),
-                    Retry::Fresh => {
-                        // The handle is gone: one fresh session, and the game hears the context is lost.
-                        warn!("session handle no longer valid; starting a fresh session");
-                        self.handle = None;
-                        self.had_conversation = true;
-                        continue;
-                    }
+                    Retry::Fresh => Exit::Fresh(e),
                     Retry::Resume => Exit::Dropped(e),
                 },
             };
-            match exit {
+            let exit = match exit {
+                Exit::Fatal(e) if self.may_refresh_token(&e) => Exit::Refresh(e),
+                other => other,
+            };
+            let (error, wait) = match exit {
                 Exit::Closed => {
                     self.emit(SessionEvent::State(ConnectionState::Closed)).await;
                     return;
@@ -179,23 +222,67 @@ impl SessionTask {
                     self.fail(e).await;
                     return;
                 }
+                // The first switch after a healthy connection is immediate; more in a row back off.
                 Exit::Switch => {
                     info!("switching connection after goAway");
+                    let e = LiveError::dropped("the server ended connection after connection with goAway");
+                    (e, attempt > 0)
+                }
+                Exit::Fresh(e) => {
+                    // The handle is gone: a fresh session, and the game hears the context is lost.
+                    warn!("session handle no longer valid; starting a fresh session");
+                    self.handle = None;
+                    self.had_conversation = true;
+                    (e, attempt > 0)
+                }
+                Exit::Refresh(e) => {
+                    info!("the server refused the session's token ({e}); fetching a new one");
+                    SessionMetrics::add(&self.metrics.token_refreshes, 1);
+                    self.token = None;
+                    (e, attempt > 0)
                 }
                 Exit::Dropped(e) => {
-                    attempt += 1;
-                    if attempt > self.cfg.max_reconnect_attempts {
-                        self.fail(e).await;
-                        return;
-                    }
-                    warn!("live session dropped ({e}); reconnecting (attempt {attempt})");
-                    self.emit(SessionEvent::Error { error: e, fatal: false }).await;
-                    if self.backoff(attempt).await.is_err() {
-                        self.emit(SessionEvent::State(ConnectionState::Closed)).await;
-                        return;
-                    }
+                    warn!("live session dropped ({e}); reconnecting (attempt {})", attempt + 1);
+                    self.emit(SessionEvent::Error { error: e.clone(), fatal: false }).await;
+                    (e, true)
                 }
+            };
+            attempt += 1;
+            if attempt > self.cfg.max_reconnect_attempts {
+                let error = LiveError {
+                    reason: format!("{} (after {} reconnect attempts)", error.reason, attempt - 1),
+                    ..error
+                };
+                self.fail(error).await;
+                return;
             }
+            if wait && self.backoff(attempt).await.is_err() {
+                self.emit(SessionEvent::State(ConnectionState::Closed)).await;
+                return;
+            }
+        }
+    }
+
+    /// Whether a refusal may be a stale token that the provider can replace: only with a token
+    /// provider, only for a token that was not fetched for this very connection, and only for
+    /// an authentication refusal (1008, or HTTP 401/403 at the handshake).
+    fn may_refresh_token(&self, e: &LiveError) -> bool {
+        if !matches!(self.cfg.auth, Auth::Provider(_)) || self.token_fresh || e.code != CloseCode::PolicyViolation {
+            return false;
+        }
+        let reason = e.reason.to_ascii_lowercase();
+        ["token", "expired", "auth", "unregistered caller", "http 401", "http 403"].iter().any(|w| reason.contains(w))
+    }
+
+    /// Before a fresh session: tool responses answer calls of a context that is gone; typed
+    /// input is kept for the new session.
+    fn drop_stale_responses(&mut self) {
+        let before = self.held.len();
+        self.held.retain(|m| !matches!(m, ClientMessage::ToolResponse(_)));
+        let dropped = before - self.held.len();
+        if dropped > 0 {
+            debug!("dropping {dropped} tool responses of a session whose context is lost");
+            SessionMetrics::add(&self.metrics.unconfirmed_dropped, dropped as u64);
         }
     }
 
@@ -258,6 +345,7 @@ impl SessionTask {
             && let Some((token, expire)) = &self.token
             && expire.is_none_or(|t| t > soon)
         {
+            self.token_fresh = false;
             return Ok(Auth::Token(token.clone()));
         }
         let fetched = provider.fetch().await.map_err(|e| {
@@ -267,6 +355,7 @@ impl SessionTask {
         let expire = fetched.expire_time.as_deref().and_then(crate::token::parse_rfc3339);
         let secret = Secret::new(fetched.name);
         self.token = Some((secret.clone(), expire));
+        self.token_fresh = true;
         debug!("fetched an ephemeral token for the session");
         Ok(Auth::Token(secret))
     }
@@ -310,17 +399,35 @@ impl SessionTask {
         let (mut write, mut read) = ws.split();
         let (out_tx, mut out_rx) = mpsc::channel::<Message>(WRITER_CAPACITY);
         let metrics = self.metrics.clone();
+        let write_timeout = self.cfg.write_timeout;
         let mut writer = tokio::spawn(async move {
+            // A server that stops reading while it keeps writing would otherwise stall input
+            // for good: a write that cannot complete in time ends the connection.
+            let stalled = || {
+                SessionMetrics::add(&metrics.write_stalls, 1);
+                LiveError::dropped(format!(
+                    "write stalled: the server read nothing for {} ms",
+                    write_timeout.as_millis()
+                ))
+            };
             while let Some(msg) = out_rx.recv().await {
                 let closing = matches!(msg, Message::Close(_));
                 let len = msg.len() as u64;
-                write.send(msg).await?;
+                match tokio::time::timeout(write_timeout, write.send(msg)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Err(ws_error(&e)),
+                    Err(_) => return Err(stalled()),
+                }
                 SessionMetrics::add(&metrics.bytes_sent, len);
                 if closing {
                     break;
                 }
             }
-            write.close().await
+            match tokio::time::timeout(write_timeout, write.close()).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(ws_error(&e)),
+                Err(_) => Err(stalled()),
+            }
         });
         let mut out = Outbound { tx: out_tx, switching: false };
 
@@ -355,6 +462,11 @@ impl SessionTask {
                                 switch_deadline = Some(d);
                             }
                         }
+                        Some(Ok(Message::Pong(p))) => {
+                            if let Ok(seq) = <[u8; 8]>::try_from(&p[..]) {
+                                self.confirm(u64::from_be_bytes(seq));
+                            }
+                        }
                         Some(Ok(_)) => {}
                     }
                 }
@@ -382,7 +494,7 @@ impl SessionTask {
                 res = &mut writer => {
                     let err = match res {
                         Ok(Ok(())) => LiveError::dropped("writer closed"),
-                        Ok(Err(e)) => ws_error(&e),
+                        Ok(Err(e)) => e,
                         Err(_) => LiveError::dropped("writer task ended"),
                     };
                     break classify(err);
@@ -396,7 +508,7 @@ impl SessionTask {
                     }
                     self.flush_held(&mut out);
                     if now >= ping_at {
-                        let _ = out.tx.try_send(Message::Ping(Default::default()));
+                        let _ = out.tx.try_send(self.ping());
                         ping_at = now + self.cfg.keepalive_interval;
                     }
                     if now.duration_since(last_inbound) > self.cfg.keepalive_timeout {
@@ -414,11 +526,21 @@ impl SessionTask {
             let _ = tokio::time::timeout(Duration::from_millis(500), &mut writer).await;
         }
         writer.abort();
-        // Anything the writer still held is lost with the connection; the game's input since
-        // the switch began is in `held`. A turn cut off here will not complete: let what was
-        // received play out.
+        // Tool responses and typed input the server has not confirmed (still in the writer,
+        // in a socket buffer, or unread by the server) go again on the next connection, before
+        // the input held since. A turn cut off here will not complete: let what was received
+        // play out.
+        let unconfirmed = std::mem::take(&mut self.unconfirmed);
+        if !unconfirmed.is_empty() && !matches!(exit, Exit::Closed) {
+            SessionMetrics::add(&self.metrics.replayed, unconfirmed.len() as u64);
+            debug!("{} messages unconfirmed at the end of the connection; sending them again", unconfirmed.len());
+            for (_, msg) in unconfirmed.into_iter().rev() {
+                self.held.push_front(msg);
+            }
+        }
         if self.in_model_turn {
             self.sink.end_of_turn();
+            self.finish_conversion();
         }
         self.in_model_turn = false;
         self.blocking_pending.clear();
@@ -468,9 +590,52 @@ impl SessionTask {
         }
         let json = msg.to_json();
         match out.tx.try_send(Message::text(json)) {
-            Ok(()) => SessionMetrics::add(&self.metrics.messages_sent, 1),
+            Ok(()) => {
+                SessionMetrics::add(&self.metrics.messages_sent, 1);
+                self.track(out, msg);
+            }
             Err(mpsc::error::TrySendError::Full(_)) => self.hold(msg),
             Err(mpsc::error::TrySendError::Closed(_)) => self.hold(msg),
+        }
+    }
+
+    /// Keeps a sent tool response or typed input until the server confirms reading it: the
+    /// pong to the ping queued right after it (a server answers pings in order, after reading
+    /// everything before them).
+    fn track(&mut self, out: &mut Outbound, msg: ClientMessage<'static>) {
+        if !is_kept(&msg) {
+            return;
+        }
+        if self.unconfirmed.len() >= MAX_UNCONFIRMED {
+            self.unconfirmed.pop_front();
+            SessionMetrics::add(&self.metrics.unconfirmed_dropped, 1);
+        }
+        self.seq += 1;
+        self.unconfirmed.push_back((self.seq, msg));
+        // If the writer is full, the next keepalive ping confirms instead.
+        let _ = out.tx.try_send(self.ping());
+    }
+
+    /// A ping carrying the last tracked sequence number.
+    fn ping(&self) -> Message {
+        Message::Ping(self.seq.to_be_bytes().to_vec().into())
+    }
+
+    /// The server is answering: typed turns sent so far count as taken. Sending one again
+    /// could make the model act twice (a new call id runs the tool again); losing one in the
+    /// round trip before this frame is the smaller harm. Tool responses wait for the pong: a
+    /// repeated answer is harmless, a lost one leaves the model waiting.
+    fn confirm_turns(&mut self) {
+        if !self.unconfirmed.is_empty() {
+            self.unconfirmed
+                .retain(|(_, m)| matches!(m, ClientMessage::ToolResponse(_) | ClientMessage::ContextUpdate(_)));
+        }
+    }
+
+    /// The server has read everything up to `seq`.
+    fn confirm(&mut self, seq: u64) {
+        while self.unconfirmed.front().is_some_and(|(s, _)| *s <= seq) {
+            self.unconfirmed.pop_front();
         }
     }
 
@@ -481,7 +646,10 @@ impl SessionTask {
         while let Some(msg) = self.held.pop_front() {
             let json = msg.to_json();
             match out.tx.try_send(Message::text(json)) {
-                Ok(()) => SessionMetrics::add(&self.metrics.messages_sent, 1),
+                Ok(()) => {
+                    SessionMetrics::add(&self.metrics.messages_sent, 1);
+                    self.track(out, msg);
+                }
                 Err(_) => {
                     self.held.push_front(msg);
                     break;
@@ -523,6 +691,9 @@ impl SessionTask {
             }
         };
         let mut deadline = None;
+        if matches!(msg.payload, ServerPayload::ServerContent(_) | ServerPayload::ToolCall(_)) {
+            self.confirm_turns();
+        }
         match msg.payload {
             ServerPayload::ServerContent(content) => self.on_content(content),
             ServerPayload::ToolCall(call) => {
@@ -553,8 +724,17 @@ impl SessionTask {
             }
             ServerPayload::SessionResumptionUpdate(u) => {
                 self.resumable_now = u.resumable == Some(true);
-                if let Some(h) = u.resumable_handle() {
-                    self.handle = Some(h.to_owned());
+                match u.resumable_handle() {
+                    // Sent back in every setup: a handle beyond any real one is not kept.
+                    Some(h) if h.len() > MAX_HANDLE_BYTES => {
+                        self.resumable_now = false;
+                        self.decode_error(&crate::protocol::DecodeError::TooLarge {
+                            size: h.len(),
+                            limit: MAX_HANDLE_BYTES,
+                        });
+                    }
+                    Some(h) => self.handle = Some(h.to_owned()),
+                    None => {}
                 }
             }
             ServerPayload::SetupComplete(_) => {}
@@ -575,7 +755,7 @@ impl SessionTask {
                 self.queue_event(SessionEvent::ModelTurnStarted);
             }
             self.pcm.clear();
-            match c.append_audio(&mut self.pcm) {
+            match self.model_audio(&c) {
                 Ok(0) => {}
                 Ok(n) => {
                     SessionMetrics::add(&self.metrics.audio_chunks_received, 1);
@@ -615,6 +795,10 @@ impl SessionTask {
         }
         if c.interrupted == Some(true) {
             self.blocking_pending.clear();
+            #[cfg(feature = "dsp")]
+            if let Some(r) = self.resampler.as_mut() {
+                r.reset();
+            }
             self.sink.flush();
             self.queue_event(SessionEvent::Interrupted);
         }
@@ -627,8 +811,75 @@ impl SessionTask {
         if c.turn_complete == Some(true) {
             self.in_model_turn = false;
             self.awaiting_first_audio = false;
+            self.turn_done = true;
+            self.finish_conversion();
             self.sink.end_of_turn();
             self.queue_event(SessionEvent::TurnComplete { reason: c.turn_complete_reason });
+        }
+    }
+
+    /// Decodes the turn's audio parts into `self.pcm` at the sink's 24 kHz, converting parts
+    /// declared at another `rate=`. Returns the samples added.
+    fn model_audio(&mut self, c: &ServerContent<'_>) -> Result<usize, crate::protocol::DecodeError> {
+        let Some(turn) = &c.model_turn else {
+            return Ok(0);
+        };
+        let mut added = 0;
+        for blob in turn.parts.iter().filter_map(|p| p.inline_data.as_ref()) {
+            let mime = blob.mime()?;
+            if !mime.is_pcm() {
+                continue;
+            }
+            let rate = mime.rate.unwrap_or(OUTPUT_SAMPLE_RATE);
+            if rate == OUTPUT_SAMPLE_RATE {
+                added += blob.data.append_pcm16(&mut self.pcm)?;
+                continue;
+            }
+            self.converted.clear();
+            blob.data.append_pcm16(&mut self.converted)?;
+            added += self.convert(rate)?;
+        }
+        Ok(added)
+    }
+
+    /// Converts `self.converted` (audio at `rate`) to 24 kHz, appending to `self.pcm`.
+    #[cfg(feature = "dsp")]
+    fn convert(&mut self, rate: u32) -> Result<usize, crate::protocol::DecodeError> {
+        let bad_rate = || crate::protocol::DecodeError::MimeType { text: crate::protocol::MimeType::pcm(rate) };
+        if self.resampler.as_ref().is_none_or(|r| r.input_rate() != rate) {
+            if let Some(mut old) = self.resampler.take() {
+                let pcm = &mut self.pcm;
+                old.finish(|out| pcm.extend(out.iter().map(|x| to_i16(*x))));
+            }
+            let r = crate::dsp::MonoResampler::new(rate, OUTPUT_SAMPLE_RATE).map_err(|_| bad_rate())?;
+            self.resampler = Some(r);
+        }
+        let before = self.pcm.len();
+        if let Some(r) = self.resampler.as_mut() {
+            let pcm = &mut self.pcm;
+            r.push_i16(&self.converted, |out| pcm.extend(out.iter().map(|x| to_i16(*x))));
+        }
+        Ok(self.pcm.len() - before)
+    }
+
+    /// Without the `dsp` feature, audio at another rate cannot be converted: a decode error.
+    #[cfg(not(feature = "dsp"))]
+    fn convert(&mut self, rate: u32) -> Result<usize, crate::protocol::DecodeError> {
+        Err(crate::protocol::DecodeError::MimeType {
+            text: format!("{} (converting needs the `dsp` feature)", crate::protocol::MimeType::pcm(rate)),
+        })
+    }
+
+    /// At the end of a turn: the converter's last samples go to the sink.
+    fn finish_conversion(&mut self) {
+        #[cfg(feature = "dsp")]
+        if let Some(r) = self.resampler.as_mut() {
+            self.converted.clear();
+            let tail = &mut self.converted;
+            r.finish(|out| tail.extend(out.iter().map(|x| to_i16(*x))));
+            if !self.converted.is_empty() {
+                self.sink.push(&self.converted);
+            }
         }
     }
 
@@ -705,6 +956,23 @@ struct Outbound {
     tx: mpsc::Sender<Message>,
     /// Between `goAway` and the switch: new input is held.
     switching: bool,
+}
+
+/// Whether a sent message is kept until the server confirms reading it: what the game cannot
+/// send again by itself (tool responses, typed turns, context changes). Audio is not: a replay
+/// of old speech would be worse than the gap.
+fn is_kept(msg: &ClientMessage<'_>) -> bool {
+    match msg {
+        ClientMessage::ToolResponse(_) | ClientMessage::ClientContent(_) | ClientMessage::ContextUpdate(_) => true,
+        ClientMessage::RealtimeInput(r) => r.text.is_some(),
+        _ => false,
+    }
+}
+
+/// A converted sample back to 16 bits.
+#[cfg(feature = "dsp")]
+fn to_i16(x: f32) -> i16 {
+    (x * 32768.0).round().clamp(-32768.0, 32767.0) as i16
 }
 
 /// A close frame as a typed error.

@@ -4,3 +4,4 @@
 mod hostile;
 mod protocol;
 mod session;
+mod token_server;

@@ -424,3 +424,40 @@ fn keys_never_reach_logs_or_errors() {
     assert!(captured.contains("live session"), "logs were captured: {captured}");
     assert!(!captured.contains("TOPSECRET"), "{captured}");
 }
+
+#[test]
+fn an_expired_token_is_replaced_through_the_provider_and_the_session_resumes() {
+    let _logs = live_npc_dev::capture_logs();
+    use live_npc_client::token::TokenClient;
+    let sim = sim(LiveSim::builder().pace(0.0).api_key(Some("sim-key".into())));
+    let rest = sim.rest_url();
+    let minted = Arc::new(Mutex::new(0u32));
+    let count = minted.clone();
+    let provider = TokenProvider::new(move || {
+        let rest = rest.clone();
+        if let Ok(mut n) = count.lock() {
+            *n += 1;
+        }
+        async move {
+            let request = CreateAuthTokenRequest { uses: Some(1), ..Default::default() };
+            TokenClient::default().mint(&rest, &Secret::new("sim-key"), &request).await
+        }
+    });
+    let mut c = config(&sim);
+    c.auth = Auth::Provider(provider);
+    let runtime = LiveRuntime::new().unwrap();
+    let session = runtime.spawn(c, NullSink);
+    assert!(ready(&session));
+    session.say("Hello, my name is Ada.").unwrap();
+    turn(&session);
+    // The token's 30 minutes pass: the server refuses the next message (1008).
+    sim.advance_clock(Duration::from_secs(31 * 60));
+    session.say("What is my name?").unwrap();
+    let events = until(&session, |e| matches!(e, SessionEvent::Ready { .. } | SessionEvent::Error { fatal: true, .. }));
+    assert_eq!(events.last(), Some(&SessionEvent::Ready { resumed: true }), "{events:#?}");
+    // The question the server refused goes again on the resumed connection.
+    let reply = transcript(&turn(&session));
+    assert!(reply.contains("Ada"), "the session and its memory survived the token: {reply}");
+    assert_eq!(SessionMetrics::get(&session.metrics().token_refreshes), 1);
+    assert_eq!(minted.lock().map(|n| *n).unwrap_or(0), 2, "one token per refusal, no storm");
+}
