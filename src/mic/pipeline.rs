@@ -256,7 +256,7 @@ impl Chain {
         let mut peak = 0.0f32;
         for (d, s) in self.pcm.iter_mut().zip(&self.block) {
             peak = peak.max(s.abs());
-            *d = (s * 32768.0).round().clamp(-32768.0, 32767.0) as i16;
+            *d = live_npc_client::dsp::to_i16(*s);
         }
         let change = self.gate.push(&self.pcm);
         self.playback.tick();

@@ -313,6 +313,30 @@ fn count_limit(schema: &Map<String, Value>, key: &str, path: &str) -> Res<Option
     }
 }
 
+/// A pair of count keywords (`minItems`/`maxItems`, ...) and how a message names the count.
+struct Count {
+    min: &'static str,
+    max: &'static str,
+    verb: &'static str,
+    one: &'static str,
+    many: &'static str,
+}
+
+/// Checks `len` against the pair of count keywords of `unit`.
+fn check_count(schema: &Map<String, Value>, unit: &Count, len: u64, path: &str) -> Res<()> {
+    if let Some(min) = count_limit(schema, unit.min, path)?
+        && len < min
+    {
+        return invalid(format!("{} must {} at least {}", at(path), unit.verb, plural(min, unit.one, unit.many)));
+    }
+    if let Some(max) = count_limit(schema, unit.max, path)?
+        && len > max
+    {
+        return invalid(format!("{} must {} at most {}", at(path), unit.verb, plural(max, unit.one, unit.many)));
+    }
+    Ok(())
+}
+
 fn number_keyword<'a>(schema: &'a Map<String, Value>, key: &str, path: &str) -> Res<Option<&'a Number>> {
     match schema.get(key) {
         None => Ok(None),
@@ -568,20 +592,11 @@ impl<'a> Ctx<'a> {
     }
 
     fn check_string(&mut self, schema: &'a Map<String, Value>, s: &str, path: &str) -> Res<()> {
-        let min = count_limit(schema, "minLength", path)?;
-        let max = count_limit(schema, "maxLength", path)?;
-        if min.is_some() || max.is_some() {
+        // Counting characters walks the string: only when a limit asks for it.
+        if schema.contains_key("minLength") || schema.contains_key("maxLength") {
             let len = s.chars().count() as u64;
-            if let Some(min) = min
-                && len < min
-            {
-                return invalid(format!("{} must be at least {}", at(path), plural(min, "character", "characters")));
-            }
-            if let Some(max) = max
-                && len > max
-            {
-                return invalid(format!("{} must be at most {}", at(path), plural(max, "character", "characters")));
-            }
+            let unit = Count { min: "minLength", max: "maxLength", verb: "be", one: "character", many: "characters" };
+            check_count(schema, &unit, len, path)?;
         }
         match schema.get("pattern") {
             None => Ok(()),
@@ -597,17 +612,8 @@ impl<'a> Ctx<'a> {
     }
 
     fn check_array(&mut self, schema: &'a Map<String, Value>, items: &'a [Value], path: &str, depth: usize) -> Res<()> {
-        let len = items.len() as u64;
-        if let Some(min) = count_limit(schema, "minItems", path)?
-            && len < min
-        {
-            return invalid(format!("{} must have at least {}", at(path), plural(min, "item", "items")));
-        }
-        if let Some(max) = count_limit(schema, "maxItems", path)?
-            && len > max
-        {
-            return invalid(format!("{} must have at most {}", at(path), plural(max, "item", "items")));
-        }
+        let unit = Count { min: "minItems", max: "maxItems", verb: "have", one: "item", many: "items" };
+        check_count(schema, &unit, items.len() as u64, path)?;
         if schema.get("uniqueItems") == Some(&Value::Bool(true)) {
             let mut seen = HashMap::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
@@ -647,17 +653,9 @@ impl<'a> Ctx<'a> {
         path: &str,
         depth: usize,
     ) -> Res<Covered<'a>> {
-        let len = obj.len() as u64;
-        if let Some(min) = count_limit(schema, "minProperties", path)?
-            && len < min
-        {
-            return invalid(format!("{} must have at least {}", at(path), plural(min, "property", "properties")));
-        }
-        if let Some(max) = count_limit(schema, "maxProperties", path)?
-            && len > max
-        {
-            return invalid(format!("{} must have at most {}", at(path), plural(max, "property", "properties")));
-        }
+        let unit =
+            Count { min: "minProperties", max: "maxProperties", verb: "have", one: "property", many: "properties" };
+        check_count(schema, &unit, obj.len() as u64, path)?;
         if let Some(required) = schema.get("required").and_then(Value::as_array) {
             for key in required.iter().filter_map(Value::as_str) {
                 if !obj.contains_key(key) {

@@ -319,7 +319,7 @@ impl Url {
     }
 
     /// `Host` header value.
-    fn host_header(&self) -> String {
+    pub(crate) fn host_header(&self) -> String {
         let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
         let default = if self.tls { 443 } else { 80 };
         if self.port == default { host } else { format!("{host}:{}", self.port) }

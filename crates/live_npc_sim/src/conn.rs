@@ -259,34 +259,24 @@ impl Pump {
 
     /// Sends one output item; `Some` when the connection ends.
     async fn send(&mut self, ws: &mut Ws, out: Out) -> Option<End> {
-        match out {
-            Out::Frame(bytes) => {
-                let len = bytes.len() as u64;
-                if !matches!(timeout(SEND_STALL, ws.send(Message::binary(bytes))).await, Ok(Ok(()))) {
-                    return Some(End::Gone);
-                }
-                let m = &self.shared.metrics;
-                inc(&m.messages_out);
-                add(&m.bytes_out, len);
-                None
-            }
-            Out::Text(text) => {
-                let len = text.len() as u64;
-                if !matches!(timeout(SEND_STALL, ws.send(Message::text(text))).await, Ok(Ok(()))) {
-                    return Some(End::Gone);
-                }
-                let m = &self.shared.metrics;
-                inc(&m.messages_out);
-                add(&m.bytes_out, len);
-                None
-            }
-            Out::Close(code, reason) => Some(End::Close(code, reason)),
-            Out::Drop => Some(End::Drop),
+        let message = match out {
+            Out::Frame(bytes) => Message::binary(bytes),
+            Out::Text(text) => Message::text(text),
+            Out::Close(code, reason) => return Some(End::Close(code, reason)),
+            Out::Drop => return Some(End::Drop),
             Out::Latency { .. } | Out::PauseReading(_) | Out::SlowPongs(_) => {
                 warn!("live-sim: a connection setting reached the send queue");
-                None
+                return None;
             }
+        };
+        let len = message.len() as u64;
+        if !matches!(timeout(SEND_STALL, ws.send(message)).await, Ok(Ok(()))) {
+            return Some(End::Gone);
         }
+        let m = &self.shared.metrics;
+        inc(&m.messages_out);
+        add(&m.bytes_out, len);
+        None
     }
 }
 

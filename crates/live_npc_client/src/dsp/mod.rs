@@ -8,4 +8,4 @@ mod resample;
 
 pub use gate::{GateChange, GateFrame, GateRules, SpeechGate};
 pub use pitch::{FRAME, PitchCheck};
-pub use resample::{MAX_RATE, MonoResampler, ResampleError};
+pub use resample::{MAX_RATE, MonoResampler, ResampleError, to_i16};

@@ -289,6 +289,11 @@ impl Stage {
     }
 }
 
+/// A sample scaled to ±1 back to 16 bits (rounded, saturating).
+pub fn to_i16(x: f32) -> i16 {
+    (x * 32768.0).round().clamp(-32768.0, 32767.0) as i16
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

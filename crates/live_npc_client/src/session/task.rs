@@ -846,18 +846,18 @@ impl SessionTask {
     #[cfg(feature = "dsp")]
     fn convert(&mut self, rate: u32) -> Result<usize, crate::protocol::DecodeError> {
         let bad_rate = || crate::protocol::DecodeError::MimeType { text: crate::protocol::MimeType::pcm(rate) };
+        let before = self.pcm.len();
         if self.resampler.as_ref().is_none_or(|r| r.input_rate() != rate) {
             if let Some(mut old) = self.resampler.take() {
                 let pcm = &mut self.pcm;
-                old.finish(|out| pcm.extend(out.iter().map(|x| to_i16(*x))));
+                old.finish(|out| pcm.extend(out.iter().copied().map(crate::dsp::to_i16)));
             }
             let r = crate::dsp::MonoResampler::new(rate, OUTPUT_SAMPLE_RATE).map_err(|_| bad_rate())?;
             self.resampler = Some(r);
         }
-        let before = self.pcm.len();
         if let Some(r) = self.resampler.as_mut() {
             let pcm = &mut self.pcm;
-            r.push_i16(&self.converted, |out| pcm.extend(out.iter().map(|x| to_i16(*x))));
+            r.push_i16(&self.converted, |out| pcm.extend(out.iter().copied().map(crate::dsp::to_i16)));
         }
         Ok(self.pcm.len() - before)
     }
@@ -876,7 +876,7 @@ impl SessionTask {
         if let Some(r) = self.resampler.as_mut() {
             self.converted.clear();
             let tail = &mut self.converted;
-            r.finish(|out| tail.extend(out.iter().map(|x| to_i16(*x))));
+            r.finish(|out| tail.extend(out.iter().copied().map(crate::dsp::to_i16)));
             if !self.converted.is_empty() {
                 self.sink.push(&self.converted);
             }
@@ -967,12 +967,6 @@ fn is_kept(msg: &ClientMessage<'_>) -> bool {
         ClientMessage::RealtimeInput(r) => r.text.is_some(),
         _ => false,
     }
-}
-
-/// A converted sample back to 16 bits.
-#[cfg(feature = "dsp")]
-fn to_i16(x: f32) -> i16 {
-    (x * 32768.0).round().clamp(-32768.0, 32767.0) as i16
 }
 
 /// A close frame as a typed error.

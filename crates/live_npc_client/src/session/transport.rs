@@ -40,7 +40,7 @@ pub(crate) async fn connect(cfg: &SessionConfig, auth: &Auth, tls: Option<TlsCon
     let mut head = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\nUser-Agent: live_npc_client/{}\r\n",
         target.target,
-        host_header(&target),
+        target.host_header(),
         env!("CARGO_PKG_VERSION"),
     );
     if let Some((name, value)) = &credential {
@@ -57,7 +57,6 @@ pub(crate) async fn connect(cfg: &SessionConfig, auth: &Auth, tls: Option<TlsCon
     let mut stream = secure(tcp, &target, cfg, tls).await?;
     let io = |e: std::io::Error| LiveError::dropped(format!("WebSocket handshake: {e}"));
     stream.write_all(head.as_bytes()).await.map_err(io)?;
-    drop(head);
     stream.flush().await.map_err(io)?;
     let mut buf = Vec::with_capacity(1024);
     let end = crate::http::read_head(&mut stream, &mut buf).await.map_err(io)?.ok_or_else(|| {
@@ -66,13 +65,6 @@ pub(crate) async fn connect(cfg: &SessionConfig, auth: &Auth, tls: Option<TlsCon
     check_upgrade(&buf[..end], &key)?;
     let rest = buf.split_off(end);
     Ok(Ws::from_partially_read(stream, rest, Role::Client, Some(ws_config(cfg))).await)
-}
-
-/// `Host` header value for a parsed URL.
-fn host_header(url: &crate::http::Url) -> String {
-    let host = if url.host.contains(':') { format!("[{}]", url.host) } else { url.host.clone() };
-    let default = if url.tls { 443 } else { 80 };
-    if url.port == default { host } else { format!("{host}:{}", url.port) }
 }
 
 #[cfg(feature = "tls")]

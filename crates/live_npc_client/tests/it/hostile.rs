@@ -84,9 +84,7 @@ mod scenarios {
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
-    use live_npc_client::protocol::{
-        Content, FunctionDeclaration, FunctionResponse, GenerationConfig, Modality, Setup, SpeechConfig, Tool,
-    };
+    use live_npc_client::protocol::{FunctionDeclaration, FunctionResponse, Setup, Tool};
     use live_npc_client::session::{
         AudioSink, Auth, ConnectionState, LiveRuntime, SessionCommand, SessionConfig, SessionEvent, SessionHandle,
         SessionMetrics,
@@ -126,18 +124,10 @@ mod scenarios {
             parameters_json_schema: Some(json!({"type": "object", "properties": {}})),
             ..Default::default()
         };
-        Setup {
-            model: "models/gemini-2.5-flash-native-audio-preview-12-2025".into(),
-            generation_config: Some(GenerationConfig {
-                response_modalities: Some(vec![Modality::Audio]),
-                speech_config: Some(SpeechConfig::voice("Kore")),
-                ..Default::default()
-            }),
-            system_instruction: Some(Content::user_text("You are Mira, the village blacksmith.")),
-            tools: Some(vec![Tool::functions(vec![tool("open_gate"), tool("give_item"), tool("check_inventory")])]),
-            output_audio_transcription: Some(Default::default()),
-            ..Default::default()
-        }
+        // The session tests' setup, with the tools the hostile scenarios call.
+        let mut setup = crate::session::setup("You are Mira, the village blacksmith.");
+        setup.tools = Some(vec![Tool::functions(vec![tool("open_gate"), tool("give_item"), tool("check_inventory")])]);
+        setup
     }
 
     fn scenario(name: &str) -> Scenario {

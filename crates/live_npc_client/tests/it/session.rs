@@ -58,7 +58,7 @@ fn gate_tool() -> Tool {
     }])
 }
 
-fn setup(persona: &str) -> Setup<'static> {
+pub(crate) fn setup(persona: &str) -> Setup<'static> {
     Setup {
         model: "models/gemini-2.5-flash-native-audio-preview-12-2025".into(),
         generation_config: Some(GenerationConfig {
